@@ -1,0 +1,35 @@
+/* The responder's settings, read once from the environment at start. */
+#ifndef ORDERS_CONFIG_H
+#define ORDERS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum sync_mode { SYNC_NORMAL, SYNC_FULL };
+
+struct config {
+    char *db_path;            /* ORDERS_DB */
+    long poll_ms;             /* ORDERS_POLL_MS */
+    long ping_s;              /* ORDERS_PING_S */
+    long retry_ms;            /* ORDERS_RETRY_MS */
+    long retain_events;       /* ORDERS_RETAIN_EVENTS */
+    long write_timeout_s;     /* ORDERS_WRITE_TIMEOUT_S */
+    long stream_max_s;        /* ORDERS_STREAM_MAX_S */
+    long max_body;            /* ORDERS_MAX_BODY */
+    long max_streams;         /* ORDERS_MAX_STREAMS */
+    long threads;             /* ORDERS_THREADS: REST worker threads */
+    long busy_timeout_ms;     /* ORDERS_BUSY_TIMEOUT_MS */
+    char *tokens_file;        /* ORDERS_TOKENS_FILE, NULL when writes are open */
+    bool read_tokens;         /* ORDERS_READ_TOKENS */
+    char **cors_origins;      /* ORDERS_CORS_ORIGINS split on ',', NULL-terminated; NULL when unset */
+    bool cors_any;            /* ORDERS_CORS_ORIGINS=* */
+    enum sync_mode sync;      /* ORDERS_SYNC */
+};
+
+/* Fills *cfg from the environment. On a bad value returns -1 and writes one
+ * line naming the variable into err; cfg then holds nothing to free. The
+ * strings in cfg are owned by it: release them with config_free(). */
+int config_load(struct config *cfg, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,149 @@
+#include "db.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "migrations.h"
+
+static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s failed: %s", sql, sqlite3_errmsg(db));
+        return -1;
+    }
+    return 0;
+}
+
+sqlite3 *db_open(const struct config *cfg, int create, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(cfg->db_path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open ORDERS_DB %s: %s", cfg->db_path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return NULL;
+    }
+    if (sqlite3_db_readonly(db, "main") == 1) {
+        snprintf(err, errlen, "ORDERS_DB %s is read-only", cfg->db_path);
+        sqlite3_close(db);
+        return NULL;
+    }
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA busy_timeout = %ld", cfg->busy_timeout_ms);
+    if (exec_pragma(db, sql, err, errlen)
+        || exec_pragma(db, cfg->sync == SYNC_FULL ? "PRAGMA synchronous = FULL"
+                                                  : "PRAGMA synchronous = NORMAL", err, errlen)
+        || exec_pragma(db, "PRAGMA recursive_triggers = OFF", err, errlen)) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+static int read_user_version(sqlite3 *db, int *version)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *version = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int apply(sqlite3 *db, const struct migration *m, char *err, size_t errlen)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", m->version);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, m->sql, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "migration %s failed: %s", m->name, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int db_migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    const int latest = migrations[migration_count - 1].version;
+    int version = 0;
+    int rc = read_user_version(db, &version);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "ORDERS_DB is not a usable SQLite database: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (version > latest) {
+        snprintf(err, errlen, "ORDERS_DB has schema version %d, newer than this responder's %d",
+                 version, latest);
+        return -1;
+    }
+    if (version == latest)
+        return 0;
+
+    /* WAL is a property of the file: set once, before the first table. */
+    if (exec_pragma(db, "PRAGMA journal_mode = WAL", err, errlen))
+        return -1;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot lock ORDERS_DB to migrate it: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    /* Another process may have migrated while we waited for the lock. */
+    if (read_user_version(db, &version) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read ORDERS_DB: %s", sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    for (int i = 0; i < migration_count; i++) {
+        if (migrations[i].version <= version)
+            continue;
+        if (apply(db, &migrations[i], err, errlen)) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot commit the migration: %s", sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int db_error(sqlite3 *db, int rc, struct error *err)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return error_set(err, ERR_UNAVAILABLE, "the database is busy, try again");
+    case SQLITE_FULL:
+        return error_set(err, ERR_INSUFFICIENT_STORAGE, "the database is full");
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return error_set(err, ERR_UNAVAILABLE, "the database is unavailable: %s",
+                         sqlite3_errstr(rc));
+    default:
+        fprintf(stderr, "orders: sqlite error %d: %s\n", rc, sqlite3_errmsg(db));
+        return error_set(err, ERR_INTERNAL, "internal database error");
+    }
+}
+
+int db_step_done(sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc;
+}

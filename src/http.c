@@ -1,0 +1,199 @@
+#include "http.h"
+
+#include <ctype.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "order.h"
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 503: return "Service Unavailable";
+    case 507: return "Insufficient Storage";
+    default: return "Internal Server Error";
+    }
+}
+
+void reply_init(struct reply *r)
+{
+    memset(r, 0, sizeof *r);
+    r->status = 200;
+}
+
+void reply_free(struct reply *r)
+{
+    buf_free(&r->headers);
+    buf_free(&r->body);
+}
+
+void reply_header(struct reply *r, const char *name, const char *fmt, ...)
+{
+    char value[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof value, fmt, ap);
+    va_end(ap);
+    buf_printf(&r->headers, "%s: %s\r\n", name, value);
+}
+
+/* Messages may quote what a client sent, cut to a length: keep them valid
+ * UTF-8 so that the error body is valid JSON text. */
+static void clean_utf8(char *s)
+{
+    size_t len = strlen(s);
+    while (len && !utf8_valid(s, len))
+        s[--len] = '\0';
+}
+
+void reply_error(struct reply *r, const struct error *err)
+{
+    char message[sizeof err->message];
+    snprintf(message, sizeof message, "%s", err->message);
+    clean_utf8(message);
+
+    r->status = error_status(err->kind);
+    r->content_type = "application/json";
+    buf_reset(&r->body);
+
+    json_object *body = json_object_new_object(), *inner = json_object_new_object();
+    if (body && inner
+        && json_object_object_add(inner, "code", json_object_new_string(error_code(err->kind))) == 0
+        && json_object_object_add(inner, "message", json_object_new_string(message)) == 0
+        && json_object_object_add(body, "error", inner) == 0) {
+        inner = NULL;   /* owned by body now */
+        const char *text = json_object_to_json_string_ext(
+            body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        buf_puts(&r->body, text ? text : "");
+    }
+    json_object_put(inner);
+    json_object_put(body);
+    if (r->body.len == 0 || buf_failed(&r->body)) {
+        buf_reset(&r->body);
+        buf_printf(&r->body, "{\"error\":{\"code\":\"%s\",\"message\":\"\"}}", error_code(err->kind));
+    }
+}
+
+int reply_send(struct reply *r, FCGX_Stream *out)
+{
+    struct buf head = BUF_INIT;
+    buf_printf(&head, "Status: %d %s\r\n", r->status, reason_phrase(r->status));
+    if (r->content_type && r->status != 204 && r->status != 304)
+        buf_printf(&head, "Content-Type: %s\r\nContent-Length: %zu\r\n", r->content_type,
+                   r->body.len);
+    buf_append(&head, buf_str(&r->headers), r->headers.len);
+    buf_puts(&head, "\r\n");
+    int rc = 0;
+    if (buf_failed(&head) || FCGX_PutStr(head.data, (int)head.len, out) < 0)
+        rc = -1;
+    if (rc == 0 && r->content_type && r->status != 204 && r->status != 304 && r->body.len
+        && FCGX_PutStr(r->body.data, (int)r->body.len, out) < 0)
+        rc = -1;
+    if (rc == 0 && FCGX_FFlush(out) < 0)
+        rc = -1;
+    buf_free(&head);
+    return rc;
+}
+
+int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *err)
+{
+    const char *cl = FCGX_GetParam("CONTENT_LENGTH", req->envp);
+    long long expected = 0;
+    if (cl && *cl) {
+        char *end;
+        expected = strtoll(cl, &end, 10);
+        if (*end || expected < 0)
+            return error_set(err, ERR_INVALID_JSON, "Content-Length is not a number");
+    }
+    char chunk[8192];
+    long long got = 0;
+    int n;
+    while (got < expected
+           && (n = FCGX_GetStr(chunk, (int)(expected - got < (long long)sizeof chunk
+                                                ? expected - got : (long long)sizeof chunk),
+                               req->in)) > 0) {
+        if (expected <= max)
+            buf_append(body, chunk, (size_t)n);
+        got += n;
+    }
+    if (expected > max)
+        return error_set(err, ERR_PAYLOAD_TOO_LARGE, "the request body is over %ld bytes", max);
+    if (got < expected)
+        return error_set(err, ERR_INVALID_JSON, "the request body is shorter than Content-Length");
+    if (buf_failed(body))
+        return error_set(err, ERR_INTERNAL, "out of memory");
+    return 0;
+}
+
+bool http_etag_matches(const char *header, long long version)
+{
+    const char *p = header;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return true;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (*p != '"')
+            return false;
+        char *end;
+        long long v = strtoll(p + 1, &end, 10);
+        if (end != p + 1 && *end == '"' && v == version && isdigit((unsigned char)p[1]))
+            return true;
+        const char *close = strchr(p + 1, '"');
+        if (!close)
+            return false;
+        p = close + 1;
+    }
+    return false;
+}
+
+bool http_is_json(const char *ct)
+{
+    if (!ct)
+        return false;
+    size_t len;
+    if (strncasecmp(ct, "application/json", len = 16) != 0
+        && strncasecmp(ct, "application/merge-patch+json", len = 28) != 0)
+        return false;
+    const char *p = ct + len;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0')
+        return true;
+    if (*p++ != ';')
+        return false;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncasecmp(p, "charset=", 8) != 0)
+        return false;
+    p += 8;
+    if (*p == '"')
+        p++;
+    if (strncasecmp(p, "utf-8", 5) != 0)
+        return false;
+    p += 5;
+    if (*p == '"')
+        p++;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p == '\0';
+}

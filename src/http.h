@@ -1,0 +1,49 @@
+/* HTTP over FastCGI: building a response (status, headers, body) and
+ * sending it, the one JSON error body, reading a request body within its
+ * limit, and the header rules (ETags, media types) the routes share. */
+#ifndef ORDERS_HTTP_H
+#define ORDERS_HTTP_H
+
+#include <fcgiapp.h>
+#include <stdbool.h>
+
+#include "buf.h"
+#include "error.h"
+
+struct reply {
+    int status;
+    const char *content_type;   /* static string, or NULL for no body */
+    struct buf headers;         /* extra header lines, each ending in CRLF */
+    struct buf body;
+};
+
+void reply_init(struct reply *r);
+void reply_free(struct reply *r);
+
+/* Adds one header line. The value must come from the service, never from
+ * the request, unless it was checked to hold no CR or LF. */
+void reply_header(struct reply *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Turns err into the SPEC's error body {"error":{"code","message"}} with
+ * its status, dropping any body built so far. */
+void reply_error(struct reply *r, const struct error *err);
+
+/* Writes the response to out and flushes it. Returns -1 when the web server
+ * has gone away. */
+int reply_send(struct reply *r, FCGX_Stream *out);
+
+/* Reads the request body (CONTENT_LENGTH bytes) into body. A body over max
+ * is read and thrown away, then refused with 413: mod_fcgid sends the whole
+ * body before it reads the answer. */
+int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *err);
+
+/* True when an If-Match / If-None-Match value lists "<version>" (or W/"…")
+ * or is "*". */
+bool http_etag_matches(const char *header, long long version);
+
+/* True for application/json or application/merge-patch+json, with at most a
+ * charset=utf-8 parameter. */
+bool http_is_json(const char *content_type);
+
+#endif

@@ -1,0 +1,152 @@
+/* orders.fcgi: the FastCGI responder. It takes its listening socket on fd 0
+ * from whoever started it (lighttpd bin-path, mod_fcgid, spawn-fcgi) and
+ * serves it with a pool of threads, each with its own FCGX_Request and its
+ * own SQLite connection, because libfcgi serves one request per thread. */
+#include <fcgiapp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "db.h"
+#include "routes.h"
+#include "service.h"
+#include "store.h"
+
+#define PRUNE_INTERVAL_S 1
+
+static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void die(const char *msg)
+{
+    fprintf(stderr, "orders: %s\n", msg);
+    exit(1);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    FCGX_Request req;
+    if (FCGX_InitRequest(&req, 0, 0) != 0)
+        die("cannot set up a FastCGI request");
+    for (;;) {
+        pthread_mutex_lock(&accept_lock);
+        int rc = FCGX_Accept_r(&req);
+        pthread_mutex_unlock(&accept_lock);
+        if (rc < 0)
+            break;
+        routes_handle(w, &req);
+        FCGX_Finish_r(&req);
+    }
+    return NULL;
+}
+
+/* Keeps the event log at ORDERS_RETAIN_EVENTS in the background, in small
+ * transactions, so that no request pays for it. */
+static void *pruner_main(void *arg)
+{
+    struct worker *w = arg;
+    for (;;) {
+        struct error err;
+        if (store_prune(w->store, w->svc->cfg->retain_events, &err) < 0)
+            fprintf(stderr, "orders: pruning the event log failed: %s\n", err.message);
+        sleep(PRUNE_INTERVAL_S);
+    }
+    return NULL;
+}
+
+static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    if (pthread_create(t, NULL, fn, arg) != 0)
+        die("cannot start a thread");
+}
+
+static struct worker *new_worker(struct service *svc)
+{
+    char err[256];
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w)
+        die("out of memory");
+    w->svc = svc;
+    w->store = store_open(svc->cfg, err, sizeof err);
+    if (!w->store)
+        die(err);
+    return w;
+}
+
+/* Creates the database file if needed and brings its schema up to date. */
+static void migrate(const struct config *cfg)
+{
+    char err[256];
+    sqlite3 *db = db_open(cfg, 1, err, sizeof err);
+    if (!db)
+        die(err);
+    if (db_migrate(db, err, sizeof err) != 0) {
+        sqlite3_close(db);
+        die(err);
+    }
+    if (sqlite3_close(db) != SQLITE_OK)
+        die("cannot close the database after migrating it");
+}
+
+static void usage(void)
+{
+    fputs("usage: orders.fcgi [--migrate]\n"
+          "  Started by a FastCGI web server (or spawn-fcgi) with the listening\n"
+          "  socket on fd 0; settings come from ORDERS_* environment variables.\n"
+          "  --migrate  create or upgrade the database in ORDERS_DB, then exit\n",
+          stderr);
+}
+
+int main(int argc, char **argv)
+{
+    bool migrate_only = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--migrate") == 0) {
+            migrate_only = true;
+        } else {
+            usage();
+            return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+        }
+    }
+
+    static struct config cfg;
+    char err[256];
+    if (config_load(&cfg, err, sizeof err) != 0)
+        die(err);
+    if (sqlite3_threadsafe() == 0)
+        die("SQLite was built without thread support");
+    migrate(&cfg);
+    if (migrate_only)
+        return 0;
+
+    static struct service svc;
+    svc.cfg = &cfg;
+    if (cfg.tokens_file && !(svc.auth = auth_load(cfg.tokens_file, err, sizeof err)))
+        die(err);
+
+    if (FCGX_Init() != 0)
+        die("cannot initialise libfcgi");
+    if (FCGX_IsCGI())
+        die("fd 0 is not a FastCGI listening socket: start orders.fcgi from a web server "
+            "(lighttpd bin-path, mod_fcgid) or spawn-fcgi");
+
+    /* A vanished client shows as a failed write, not as a signal. */
+    signal(SIGPIPE, SIG_IGN);
+
+    pthread_t pruner;
+    start_thread(&pruner, pruner_main, new_worker(&svc));
+    pthread_t *threads = calloc((size_t)cfg.threads, sizeof *threads);
+    if (!threads)
+        die("out of memory");
+    for (long i = 0; i < cfg.threads; i++)
+        start_thread(&threads[i], worker_main, new_worker(&svc));
+    for (long i = 0; i < cfg.threads; i++)
+        pthread_join(threads[i], NULL);
+    return 0;
+}

@@ -1,0 +1,392 @@
+#include "routes.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cursor.h"
+#include "http.h"
+#include "order.h"
+#include "sha256.h"
+#include "uri.h"
+
+#define LIST_LIMIT_DEFAULT 50
+#define LIST_LIMIT_MAX 200
+#define EVENTS_LIMIT_DEFAULT 100
+#define EVENTS_LIMIT_MAX 1000
+#define IDEMPOTENCY_KEY_MAX 255
+#define CORS_MAX_AGE_S 600
+
+enum method { M_GET, M_POST, M_PATCH, M_DELETE, M_OPTIONS, M_COUNT };
+
+static const char *const method_names[M_COUNT] = {
+    [M_GET] = "GET", [M_POST] = "POST", [M_PATCH] = "PATCH",
+    [M_DELETE] = "DELETE", [M_OPTIONS] = "OPTIONS",
+};
+
+/* One request on its way through the API. */
+struct call {
+    struct worker *w;
+    FCGX_Request *req;
+    enum method method;
+    const char *query;
+    char id[ORDER_ID_MAX];          /* the {id} of /orders/{id} */
+    bool cors_allowed;              /* the Origin may read the answer */
+    struct reply reply;
+    struct error err;
+};
+
+typedef int handler_fn(struct call *c);
+
+static handler_fn list_orders, create_order, get_order, patch_order, delete_order,
+    list_events, health;
+
+/* The routing table. A path ending in '/' takes one more segment: the id. */
+static const struct route {
+    const char *path;
+    const char *allow;
+    handler_fn *handlers[M_COUNT];
+} routes[] = {
+    {"/orders", "GET, POST, OPTIONS", {[M_GET] = list_orders, [M_POST] = create_order}},
+    {"/orders/", "GET, PATCH, DELETE, OPTIONS",
+     {[M_GET] = get_order, [M_PATCH] = patch_order, [M_DELETE] = delete_order}},
+    {"/events", "GET, OPTIONS", {[M_GET] = list_events}},
+    {"/health", "GET, OPTIONS", {[M_GET] = health}},
+};
+
+static const char *param(struct call *c, const char *name)
+{
+    return FCGX_GetParam(name, c->req->envp);
+}
+
+/* ord_ and at least five digits: anything else cannot name an order, and is
+ * refused before it reaches SQL or a header. */
+static bool valid_order_id(const char *id)
+{
+    if (strncmp(id, "ord_", 4) != 0)
+        return false;
+    size_t digits = strspn(id + 4, "0123456789");
+    return digits >= 5 && id[4 + digits] == '\0' && strlen(id) < ORDER_ID_MAX;
+}
+
+/* Finds the route for path; for an item route, decodes and checks the id. */
+static const struct route *match_route(const char *path, int len, struct call *c)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct route *r = &routes[i];
+        size_t plen = strlen(r->path);
+        if ((size_t)len < plen || memcmp(path, r->path, plen) != 0)
+            continue;
+        if (r->path[plen - 1] != '/') {
+            if ((size_t)len == plen)
+                return r;
+            continue;
+        }
+        const char *seg = path + plen;
+        size_t seg_len = (size_t)len - plen;
+        if (seg_len == 0 || memchr(seg, '/', seg_len))
+            continue;
+        char *id = uri_decode(seg, seg_len, 0);
+        bool ok = id && valid_order_id(id);
+        if (ok)
+            snprintf(c->id, sizeof c->id, "%s", id);
+        free(id);
+        return ok ? r : NULL;
+    }
+    return NULL;
+}
+
+/* Parses a decimal query parameter. Returns 0 (value or default set), or -1
+ * with err set when it is present and not an integer from min to max. */
+static int int_param(struct call *c, const char *name, long long def, long long min,
+                     long long max, long long *out)
+{
+    char *v = NULL;
+    int found = uri_query_param(c->query, name, &v);
+    if (found == 0) {
+        *out = def;
+        return 0;
+    }
+    int rc = -1;
+    if (found > 0 && v[0] && strlen(v) <= 18 && strspn(v, "0123456789") == strlen(v)) {
+        *out = strtoll(v, NULL, 10);
+        rc = (*out >= min && *out <= max) ? 0 : -1;
+    }
+    free(v);
+    if (rc)
+        return error_set(&c->err, ERR_INVALID_PARAMETER, "%s must be an integer from %lld to %lld",
+                         name, min, max);
+    return 0;
+}
+
+static void set_json(struct call *c, int status)
+{
+    c->reply.status = status;
+    c->reply.content_type = "application/json";
+}
+
+static int list_orders(struct call *c)
+{
+    long long limit;
+    if (int_param(c, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX, &limit))
+        return -1;
+
+    char *status = NULL, *cursor = NULL;
+    long long after_seq = 0;
+    int rc = -1;
+    enum order_status st;
+    if (uri_query_param(c->query, "status", &status) < 0
+        || (status && order_status_parse(status, &st) != 0)) {
+        error_set(&c->err, ERR_INVALID_PARAMETER,
+                  "status must be one of pending, paid, shipped, delivered, cancelled");
+    } else if (uri_query_param(c->query, "cursor", &cursor) < 0
+               || (cursor && cursor_decode(cursor, &after_seq) != 0)) {
+        error_set(&c->err, ERR_INVALID_PARAMETER, "cursor is not one this service gave out");
+    } else {
+        rc = store_list(c->w->store, status, after_seq, (int)limit, &c->reply.body, &c->err);
+    }
+    free(status);
+    free(cursor);
+    if (rc == 0)
+        set_json(c, 200);
+    return rc;
+}
+
+static int get_order(struct call *c)
+{
+    struct order_doc doc;
+    if (store_get(c->w->store, c->id, &doc, &c->reply.body, &c->err))
+        return -1;
+    reply_header(&c->reply, "ETag", "\"%lld\"", doc.version);
+    const char *inm = param(c, "HTTP_IF_NONE_MATCH");
+    if (inm && http_etag_matches(inm, doc.version)) {
+        c->reply.status = 304;
+        buf_reset(&c->reply.body);
+        return 0;
+    }
+    set_json(c, 200);
+    return 0;
+}
+
+/* Reads and parses a JSON body. The body is read before anything is
+ * refused: mod_fcgid sends all of it before it looks at the answer. */
+static int read_order_input(struct call *c, bool for_create, struct buf *body,
+                            struct order_input *in)
+{
+    if (http_read_body(c->req, c->w->svc->cfg->max_body, body, &c->err))
+        return -1;
+    if (!http_is_json(param(c, "CONTENT_TYPE")))
+        return error_set(&c->err, ERR_UNSUPPORTED_MEDIA_TYPE,
+                         "Content-Type must be application/json");
+    return order_input_parse(body->data ? body->data : "", body->len, for_create, in, &c->err);
+}
+
+static int create_order(struct call *c)
+{
+    struct buf body = BUF_INIT;
+    struct order_input in;
+    const char *key = param(c, "HTTP_IDEMPOTENCY_KEY");
+    int rc = read_order_input(c, true, &body, &in);
+    if (rc == 0 && key) {
+        size_t len = strlen(key);
+        bool printable = len > 0 && len <= IDEMPOTENCY_KEY_MAX;
+        for (size_t i = 0; printable && i < len; i++)
+            printable = key[i] >= 0x21 && key[i] <= 0x7e;
+        if (!printable) {
+            rc = error_set(&c->err, ERR_INVALID_PARAMETER,
+                           "Idempotency-Key must be 1 to %d visible ASCII characters",
+                           IDEMPOTENCY_KEY_MAX);
+            order_input_free(&in);
+        }
+    }
+    if (rc == 0) {
+        char body_sha[2 * SHA256_LEN + 1];
+        sha256_hex(buf_str(&body), body.len, body_sha);
+        struct order_doc doc;
+        rc = store_create(c->w->store, &in, key, body_sha, &doc, &c->reply.body, &c->err);
+        order_input_free(&in);
+        if (rc == 0) {
+            set_json(c, 201);
+            reply_header(&c->reply, "Location", "/api/v1/orders/%s", doc.id);
+            reply_header(&c->reply, "ETag", "\"%lld\"", doc.version);
+            if (doc.replayed)
+                reply_header(&c->reply, "Idempotent-Replayed", "true");
+        }
+    }
+    buf_free(&body);
+    return rc;
+}
+
+static int patch_order(struct call *c)
+{
+    struct buf body = BUF_INIT;
+    struct order_input in;
+    int rc = read_order_input(c, false, &body, &in);
+    buf_free(&body);
+    if (rc)
+        return -1;
+    struct order_doc doc;
+    rc = store_patch(c->w->store, c->id, &in, param(c, "HTTP_IF_MATCH"), &doc, &c->reply.body,
+                     &c->err);
+    order_input_free(&in);
+    if (rc)
+        return -1;
+    set_json(c, 200);
+    reply_header(&c->reply, "ETag", "\"%lld\"", doc.version);
+    return 0;
+}
+
+static int delete_order(struct call *c)
+{
+    struct buf body = BUF_INIT;
+    int rc = http_read_body(c->req, c->w->svc->cfg->max_body, &body, &c->err);
+    buf_free(&body);
+    if (rc || store_delete(c->w->store, c->id, param(c, "HTTP_IF_MATCH"), &c->err))
+        return -1;
+    c->reply.status = 204;
+    return 0;
+}
+
+static int list_events(struct call *c)
+{
+    long long after, limit;
+    if (int_param(c, "after", 0, 0, INT64_MAX / 2, &after)
+        || int_param(c, "limit", EVENTS_LIMIT_DEFAULT, 1, EVENTS_LIMIT_MAX, &limit))
+        return -1;
+    if (store_events(c->w->store, after, (int)limit, &c->reply.body, &c->err))
+        return -1;
+    set_json(c, 200);
+    return 0;
+}
+
+static int health(struct call *c)
+{
+    long long head;
+    if (store_head(c->w->store, &head, &c->err))
+        return error_set(&c->err, ERR_UNAVAILABLE, "the database does not answer");
+    buf_printf(&c->reply.body, "{\"status\":\"ok\",\"lastEventId\":%lld,\"streams\":0}", head);
+    set_json(c, 200);
+    return 0;
+}
+
+static bool origin_allowed(const struct config *cfg, const char *origin)
+{
+    if (!origin)
+        return false;
+    if (cfg->cors_any)
+        return true;
+    for (char **o = cfg->cors_origins; o && *o; o++)
+        if (strcmp(*o, origin) == 0)
+            return true;
+    return false;
+}
+
+/* Adds the CORS headers when the request's Origin is allowed; the Origin
+ * is echoed only after it matched a configured one, never as sent. */
+static void add_cors(struct call *c)
+{
+    const struct config *cfg = c->w->svc->cfg;
+    if (!cfg->cors_any && !cfg->cors_origins)
+        return;
+    const char *origin = param(c, "HTTP_ORIGIN");
+    reply_header(&c->reply, "Vary", "Origin");
+    if (!origin_allowed(cfg, origin))
+        return;
+    c->cors_allowed = true;
+    if (cfg->cors_any)
+        reply_header(&c->reply, "Access-Control-Allow-Origin", "*");
+    else
+        reply_header(&c->reply, "Access-Control-Allow-Origin", "%s", origin);
+    reply_header(&c->reply, "Access-Control-Expose-Headers", "ETag, Location, Retry-After");
+}
+
+static int preflight(struct call *c, const struct route *r)
+{
+    c->reply.status = 204;
+    reply_header(&c->reply, "Allow", "%s", r->allow);
+    if (c->cors_allowed) {
+        reply_header(&c->reply, "Access-Control-Allow-Methods", "%s", r->allow);
+        reply_header(&c->reply, "Access-Control-Allow-Headers",
+                     "Authorization, Content-Type, If-Match, If-None-Match, "
+                     "Idempotency-Key, Last-Event-ID");
+        reply_header(&c->reply, "Access-Control-Max-Age", "%d", CORS_MAX_AGE_S);
+    }
+    return 0;
+}
+
+/* Writes need a token when a tokens file is set; reads only with
+ * ORDERS_READ_TOKENS=1. The stream may carry it in the query, since an
+ * EventSource cannot set headers. */
+static int authorize(struct call *c, bool is_stream)
+{
+    const struct service *svc = c->w->svc;
+    if (!svc->auth || (c->method == M_GET && !svc->cfg->read_tokens))
+        return 0;
+    const char *token = auth_bearer_token(param(c, "HTTP_AUTHORIZATION"));
+    char *query_token = NULL;
+    if (!token && is_stream && uri_query_param(c->query, "access_token", &query_token) > 0)
+        token = query_token;
+    bool ok = token && auth_token_valid(svc->auth, token);
+    free(query_token);
+    if (!ok)
+        return error_set(&c->err, ERR_UNAUTHORIZED, "a valid bearer token is required");
+    return 0;
+}
+
+static enum method parse_method(const char *m)
+{
+    for (int i = 0; i < M_COUNT; i++)
+        if (m && strcmp(m, method_names[i]) == 0)
+            return (enum method)i;
+    return M_COUNT;
+}
+
+static int dispatch(struct call *c, const struct route **matched)
+{
+    const char *uri = param(c, "REQUEST_URI");
+    const char *path;
+    int len = uri ? uri_route(uri, &path, &c->query) : -1;
+    const struct route *r = len >= 0 ? match_route(path, len, c) : NULL;
+    *matched = r;
+    if (!r)
+        return error_set(&c->err, ERR_NOT_FOUND, "no such resource");
+    add_cors(c);
+    c->method = parse_method(param(c, "REQUEST_METHOD"));
+    if (c->method == M_OPTIONS)
+        return preflight(c, r);
+    if (c->method == M_COUNT || !r->handlers[c->method])
+        return error_set(&c->err, ERR_METHOD_NOT_ALLOWED, "this resource allows %s", r->allow);
+    if (authorize(c, false))
+        return -1;
+    return r->handlers[c->method](c);
+}
+
+void routes_handle(struct worker *w, FCGX_Request *req)
+{
+    struct call c = {.w = w, .req = req, .query = ""};
+    reply_init(&c.reply);
+    const struct route *r = NULL;
+    if (dispatch(&c, &r) != 0) {
+        reply_error(&c.reply, &c.err);
+        switch (c.err.kind) {
+        case ERR_METHOD_NOT_ALLOWED:
+            reply_header(&c.reply, "Allow", "%s", r->allow);
+            break;
+        case ERR_UNAUTHORIZED:
+            reply_header(&c.reply, "WWW-Authenticate", "Bearer realm=\"orders\"");
+            break;
+        case ERR_UNAVAILABLE:
+        case ERR_INSUFFICIENT_STORAGE:
+            reply_header(&c.reply, "Retry-After", "1");
+            break;
+        default:
+            break;
+        }
+    }
+    /* A failed send means the web server dropped the request: there is
+     * nobody left to tell, and the next FCGX_Accept_r cleans up. */
+    (void)reply_send(&c.reply, req->out);
+    reply_free(&c.reply);
+}

@@ -1,0 +1,452 @@
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cursor.h"
+#include "db.h"
+#include "http.h"
+
+#define IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
+#define PRUNE_BATCH 2000
+
+/* The statements, in one table so that opening and closing stay a loop. */
+enum stmt_id {
+    ST_BEGIN_IMMEDIATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_GET,
+    ST_GET_STATE,
+    ST_LIST,
+    ST_LIST_STATUS,
+    ST_INSERT,
+    ST_GET_BY_SEQ,
+    ST_UPDATE,
+    ST_DELETE,
+    ST_EVENTS,
+    ST_HEAD,
+    ST_IDEMPOTENCY_GET,
+    ST_IDEMPOTENCY_PUT,
+    ST_PRUNE_EVENTS,
+    ST_PRUNE_IDEMPOTENCY,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_GET] = "SELECT doc, version FROM order_documents WHERE id = ?1",
+    [ST_GET_STATE] = "SELECT version, status FROM orders WHERE id = ?1",
+    [ST_LIST] = "SELECT seq, doc FROM order_documents WHERE seq < ?1 "
+                "ORDER BY seq DESC LIMIT ?2",
+    [ST_LIST_STATUS] = "SELECT seq, doc FROM order_documents WHERE status = ?3 AND seq < ?1 "
+                       "ORDER BY seq DESC LIMIT ?2",
+    [ST_INSERT] = "INSERT INTO orders (customer, items, currency, status, note) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_GET_BY_SEQ] = "SELECT doc, version, id FROM order_documents WHERE seq = ?1",
+    [ST_UPDATE] = "UPDATE orders SET customer = coalesce(?2, customer), "
+                  "items = coalesce(?3, items), currency = coalesce(?4, currency), "
+                  "status = coalesce(?5, status), note = coalesce(?6, note) WHERE id = ?1",
+    [ST_DELETE] = "DELETE FROM orders WHERE id = ?1",
+    [ST_EVENTS] = "SELECT json_object('eventId', id, 'type', type, 'id', order_id, "
+                  "'patch', json(patch), 'ts', ts) FROM events WHERE id > ?1 "
+                  "ORDER BY id LIMIT ?2",
+    [ST_HEAD] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+    [ST_IDEMPOTENCY_GET] = "SELECT body_sha256, response, order_id FROM idempotency_keys "
+                           "WHERE key = ?1 AND created_ms > ?2",
+    [ST_IDEMPOTENCY_PUT] = "INSERT OR REPLACE INTO idempotency_keys "
+                           "(key, body_sha256, order_id, response, created_ms) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= ?1 "
+                        "ORDER BY id LIMIT ?2)",
+    [ST_PRUNE_IDEMPOTENCY] = "DELETE FROM idempotency_keys WHERE created_ms <= ?1",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[ST_COUNT];
+};
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct store *store_open(const struct config *cfg, char *err, size_t errlen)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory opening the database");
+        return NULL;
+    }
+    s->db = db_open(cfg, 0, err, errlen);
+    if (!s->db) {
+        free(s);
+        return NULL;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &s->stmt[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot prepare a statement: %s", sqlite3_errmsg(s->db));
+            store_close(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static int fail(struct store *s, sqlite3_stmt *st, int rc, struct error *err)
+{
+    if (st)
+        sqlite3_reset(st);
+    return db_error(s->db, rc, err);
+}
+
+static int begin(struct store *s, struct error *err)
+{
+    int rc = db_step_done(s->stmt[ST_BEGIN_IMMEDIATE]);
+    return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
+}
+
+static int commit(struct store *s, struct error *err)
+{
+    int rc = db_step_done(s->stmt[ST_COMMIT]);
+    if (rc == SQLITE_DONE)
+        return 0;
+    /* A failed COMMIT (busy) leaves the transaction open: end it. */
+    db_step_done(s->stmt[ST_ROLLBACK]);
+    return fail(s, NULL, rc, err);
+}
+
+/* Returns -1 so that error paths can `return rollback(s);` after err is set. */
+static int rollback(struct store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        db_step_done(s->stmt[ST_ROLLBACK]);
+    return -1;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int idx, const char *text)
+{
+    if (text)
+        sqlite3_bind_text(st, idx, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, idx);
+}
+
+/* Reads (doc, version) from a stepped row into doc and out. */
+static void take_doc(sqlite3_stmt *st, struct order_doc *doc, struct buf *out)
+{
+    buf_append(out, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    doc->version = sqlite3_column_int64(st, 1);
+}
+
+static int read_doc_by_id(struct store *s, const char *id, struct order_doc *doc,
+                          struct buf *out, struct error *err)
+{
+    sqlite3_stmt *st = s->stmt[ST_GET];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return error_set(err, ERR_NOT_FOUND, "no order %s", id);
+    }
+    if (rc != SQLITE_ROW)
+        return fail(s, st, rc, err);
+    snprintf(doc->id, sizeof doc->id, "%s", id);
+    take_doc(st, doc, out);
+    sqlite3_reset(st);
+    return buf_failed(out) ? error_set(err, ERR_INTERNAL, "out of memory") : 0;
+}
+
+int store_get(struct store *s, const char *id, struct order_doc *doc, struct buf *out,
+              struct error *err)
+{
+    memset(doc, 0, sizeof *doc);
+    return read_doc_by_id(s, id, doc, out, err);
+}
+
+int store_list(struct store *s, const char *status, long long after_seq, int limit,
+               struct buf *out, struct error *err)
+{
+    sqlite3_stmt *st = s->stmt[status ? ST_LIST_STATUS : ST_LIST];
+    sqlite3_bind_int64(st, 1, after_seq > 0 ? after_seq : (long long)INT64_MAX);
+    sqlite3_bind_int(st, 2, limit + 1);     /* one more tells whether a next page exists */
+    if (status)
+        sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
+
+    buf_puts(out, "{\"data\":[");
+    long long last_seq = 0;
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == limit)
+            break;
+        if (n++)
+            buf_puts(out, ",");
+        last_seq = sqlite3_column_int64(st, 0);
+        buf_append(out, sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return fail(s, st, rc, err);
+    bool more = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    if (more) {
+        char cursor[CURSOR_MAX];
+        cursor_encode(last_seq, cursor);
+        buf_printf(out, "],\"nextCursor\":\"%s\"}", cursor);
+    } else {
+        buf_puts(out, "],\"nextCursor\":null}");
+    }
+    return buf_failed(out) ? error_set(err, ERR_INTERNAL, "out of memory") : 0;
+}
+
+/* Looks the key up inside the write transaction. Returns 1 when the stored
+ * answer was copied into out, 0 when the key is new, -1 on error. */
+static int idempotent_replay(struct store *s, const char *key, const char *body_sha256,
+                             struct order_doc *doc, struct buf *out, struct error *err)
+{
+    sqlite3_stmt *st = s->stmt[ST_IDEMPOTENCY_GET];
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, wall_ms() - IDEMPOTENCY_TTL_MS);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    if (rc != SQLITE_ROW)
+        return fail(s, st, rc, err);
+    if (strcmp((const char *)sqlite3_column_text(st, 0), body_sha256) != 0) {
+        sqlite3_reset(st);
+        return error_set(err, ERR_IDEMPOTENCY_KEY_REUSED,
+                         "Idempotency-Key was already used with a different body");
+    }
+    buf_append(out, sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+    snprintf(doc->id, sizeof doc->id, "%s", (const char *)sqlite3_column_text(st, 2));
+    doc->version = 1;
+    doc->replayed = true;
+    sqlite3_reset(st);
+    return buf_failed(out) ? error_set(err, ERR_INTERNAL, "out of memory") : 1;
+}
+
+static int remember_key(struct store *s, const char *key, const char *body_sha256,
+                        const struct order_doc *doc, const struct buf *out, struct error *err)
+{
+    sqlite3_stmt *st = s->stmt[ST_IDEMPOTENCY_PUT];
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, body_sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, doc->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, buf_str(out), (int)out->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, wall_ms());
+    int rc = db_step_done(st);
+    return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
+}
+
+int store_create(struct store *s, const struct order_input *in, const char *idempotency_key,
+                 const char *body_sha256, struct order_doc *doc, struct buf *out,
+                 struct error *err)
+{
+    memset(doc, 0, sizeof *doc);
+    if (begin(s, err))
+        return -1;
+    if (idempotency_key) {
+        int found = idempotent_replay(s, idempotency_key, body_sha256, doc, out, err);
+        if (found < 0)
+            return rollback(s);
+        if (found) {
+            rollback(s);        /* nothing was written */
+            return 0;
+        }
+    }
+
+    sqlite3_stmt *st = s->stmt[ST_INSERT];
+    sqlite3_bind_text(st, 1, in->customer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, in->items_json, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, in->currency, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, order_status_name(in->status), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, in->note, -1, SQLITE_STATIC);
+    int rc = db_step_done(st);
+    if (rc != SQLITE_DONE) {
+        fail(s, NULL, rc, err);
+        return rollback(s);
+    }
+    long long seq = sqlite3_last_insert_rowid(s->db);
+
+    st = s->stmt[ST_GET_BY_SEQ];
+    sqlite3_bind_int64(st, 1, seq);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        fail(s, st, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, err);
+        return rollback(s);
+    }
+    take_doc(st, doc, out);
+    snprintf(doc->id, sizeof doc->id, "%s", (const char *)sqlite3_column_text(st, 2));
+    sqlite3_reset(st);
+    if (buf_failed(out)) {
+        error_set(err, ERR_INTERNAL, "out of memory");
+        return rollback(s);
+    }
+    if (idempotency_key && remember_key(s, idempotency_key, body_sha256, doc, out, err))
+        return rollback(s);
+    return commit(s, err);
+}
+
+/* Reads the order's version and status inside the write transaction and
+ * checks If-Match against it. */
+static int check_state(struct store *s, const char *id, const char *if_match,
+                       long long *version, enum order_status *status, struct error *err)
+{
+    sqlite3_stmt *st = s->stmt[ST_GET_STATE];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return error_set(err, ERR_NOT_FOUND, "no order %s", id);
+    }
+    if (rc != SQLITE_ROW)
+        return fail(s, st, rc, err);
+    *version = sqlite3_column_int64(st, 0);
+    /* A status written by hand with sqlite3 is checked by the schema. */
+    if (order_status_parse((const char *)sqlite3_column_text(st, 1), status) != 0)
+        *status = STATUS_CANCELLED;
+    sqlite3_reset(st);
+    if (if_match && !http_etag_matches(if_match, *version))
+        return error_set(err, ERR_PRECONDITION_FAILED,
+                         "If-Match does not match the order's version %lld", *version);
+    return 0;
+}
+
+int store_patch(struct store *s, const char *id, const struct order_input *in,
+                const char *if_match, struct order_doc *doc, struct buf *out, struct error *err)
+{
+    memset(doc, 0, sizeof *doc);
+    if (begin(s, err))
+        return -1;
+    long long version;
+    enum order_status status;
+    if (check_state(s, id, if_match, &version, &status, err))
+        return rollback(s);
+    if ((in->fields & FIELD_STATUS) && in->status != status
+        && !order_transition_allowed(status, in->status)) {
+        error_set(err, ERR_INVALID_TRANSITION, "status cannot change from %s to %s",
+                  order_status_name(status), order_status_name(in->status));
+        return rollback(s);
+    }
+
+    /* The schema's trigger bumps version and writes the event, and only
+     * when a value really changed: an idempotent patch leaves no trace. */
+    sqlite3_stmt *st = s->stmt[ST_UPDATE];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 2, in->fields & FIELD_CUSTOMER ? in->customer : NULL);
+    bind_text_or_null(st, 3, in->fields & FIELD_ITEMS ? in->items_json : NULL);
+    bind_text_or_null(st, 4, in->fields & FIELD_CURRENCY ? in->currency : NULL);
+    bind_text_or_null(st, 5, in->fields & FIELD_STATUS ? order_status_name(in->status) : NULL);
+    bind_text_or_null(st, 6, in->fields & FIELD_NOTE ? in->note : NULL);
+    int rc = db_step_done(st);
+    if (rc != SQLITE_DONE) {
+        fail(s, NULL, rc, err);
+        return rollback(s);
+    }
+    if (read_doc_by_id(s, id, doc, out, err))
+        return rollback(s);
+    return commit(s, err);
+}
+
+int store_delete(struct store *s, const char *id, const char *if_match, struct error *err)
+{
+    if (begin(s, err))
+        return -1;
+    long long version;
+    enum order_status status;
+    if (check_state(s, id, if_match, &version, &status, err))
+        return rollback(s);
+    sqlite3_stmt *st = s->stmt[ST_DELETE];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = db_step_done(st);
+    if (rc != SQLITE_DONE) {
+        fail(s, NULL, rc, err);
+        return rollback(s);
+    }
+    return commit(s, err);
+}
+
+int store_head(struct store *s, long long *head, struct error *err)
+{
+    sqlite3_stmt *st = s->stmt[ST_HEAD];
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW)
+        return fail(s, st, rc, err);
+    *head = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_events(struct store *s, long long after, int limit, struct buf *out, struct error *err)
+{
+    sqlite3_stmt *st = s->stmt[ST_EVENTS];
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int(st, 2, limit);
+    buf_puts(out, "{\"data\":[");
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n++)
+            buf_puts(out, ",");
+        buf_append(out, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    }
+    if (rc != SQLITE_DONE)
+        return fail(s, st, rc, err);
+    sqlite3_reset(st);
+    /* Read after the rows, so the head is never behind the last one shown. */
+    long long head;
+    if (store_head(s, &head, err))
+        return -1;
+    buf_printf(out, "],\"lastEventId\":%lld}", head);
+    return buf_failed(out) ? error_set(err, ERR_INTERNAL, "out of memory") : 0;
+}
+
+long long store_prune(struct store *s, long long retain, struct error *err)
+{
+    long long head, deleted = 0;
+    if (store_head(s, &head, err))
+        return -1;
+    for (;;) {
+        if (begin(s, err))
+            return -1;
+        sqlite3_stmt *st = s->stmt[ST_PRUNE_EVENTS];
+        sqlite3_bind_int64(st, 1, head - retain);
+        sqlite3_bind_int(st, 2, PRUNE_BATCH);
+        int rc = db_step_done(st);
+        if (rc != SQLITE_DONE) {
+            fail(s, NULL, rc, err);
+            return rollback(s);
+        }
+        int n = sqlite3_changes(s->db);
+        if (commit(s, err))
+            return -1;
+        deleted += n;
+        if (n < PRUNE_BATCH)
+            break;
+    }
+    sqlite3_stmt *st = s->stmt[ST_PRUNE_IDEMPOTENCY];
+    sqlite3_bind_int64(st, 1, wall_ms() - IDEMPOTENCY_TTL_MS);
+    int rc = db_step_done(st);
+    if (rc != SQLITE_DONE)
+        return fail(s, NULL, rc, err);
+    return deleted;
+}

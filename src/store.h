@@ -1,0 +1,66 @@
+/* The orders and their event log in SQLite: every read and write the API
+ * makes, as prepared statements owned by one connection. A store belongs to
+ * one thread. Writes run in BEGIN IMMEDIATE transactions; the events they
+ * cause are appended by the schema's triggers inside the same transaction. */
+#ifndef ORDERS_STORE_H
+#define ORDERS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "config.h"
+#include "error.h"
+#include "order.h"
+
+#define ORDER_ID_MAX 32
+
+struct store;
+
+/* Opens a connection to the migrated database and prepares its statements.
+ * Returns NULL with one line in err. Free with store_close(). */
+struct store *store_open(const struct config *cfg, char *err, size_t errlen);
+void store_close(struct store *s);
+
+/* The JSON document of one order, as sent to clients. */
+struct order_doc {
+    char id[ORDER_ID_MAX];
+    long long version;
+    bool replayed;          /* store_create: the answer of an earlier request */
+};
+
+/* Each function below returns 0, or -1 with err set. JSON goes into out,
+ * which the caller owns and has initialised. */
+
+int store_get(struct store *s, const char *id, struct order_doc *doc, struct buf *out,
+              struct error *err);
+
+/* One page, newest first: {"data":[…],"nextCursor":…}. status may be NULL;
+ * after_seq 0 starts at the newest order. */
+int store_list(struct store *s, const char *status, long long after_seq, int limit,
+               struct buf *out, struct error *err);
+
+/* Creates an order. With an idempotency key, a repeat of the same body
+ * (body_sha256) within 24 h answers the first order again. */
+int store_create(struct store *s, const struct order_input *in, const char *idempotency_key,
+                 const char *body_sha256, struct order_doc *doc, struct buf *out,
+                 struct error *err);
+
+/* Applies the fields of in. if_match is the If-Match header or NULL. */
+int store_patch(struct store *s, const char *id, const struct order_input *in,
+                const char *if_match, struct order_doc *doc, struct buf *out, struct error *err);
+
+int store_delete(struct store *s, const char *id, const char *if_match, struct error *err);
+
+/* {"data":[events after `after`, oldest first],"lastEventId":head}. */
+int store_events(struct store *s, long long after, int limit, struct buf *out, struct error *err);
+
+/* The id of the newest event ever written (0 for none), pruned or not. */
+int store_head(struct store *s, long long *head, struct error *err);
+
+/* Deletes events beyond the newest `retain` and idempotency keys older than
+ * 24 h, in small transactions so that writers never wait long. Returns the
+ * number of events deleted, or -1. */
+long long store_prune(struct store *s, long long retain, struct error *err);
+
+#endif

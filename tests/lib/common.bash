@@ -1,0 +1,614 @@
+# shellcheck shell=bash
+# Helpers for the orders integration suites (bats).
+#
+#   load 'lib/common'            # from a tests/*.bats file
+#
+# Environment:
+#   ORDERS_FCGI          the responder binary (default <repo>/src/orders.fcgi)
+#   ORDERS_TEST_SERVER   lighttpd (default) or apache
+#   ORDERS_TEST_KEEP=1   keep the suite's temp dir (configs, logs, database)
+#   ORDERS_TEST_USER     unprivileged user for the web server when run as root
+#                        (default www-data, else nobody)
+#
+# One "instance" = one temp dir with its own SQLite file, web server config and
+# server process. The current instance is described by exported variables:
+#   ORDERS_TMP  ORDERS_DBFILE  ORDERS_PORT  ORDERS_SERVER_PID  API_BASE
+# and is also written to $ORDERS_TMP/instance.env, so a suite with two
+# servers switches between them with instance_use DIR.
+
+BATS_LIB_DIR=${BATS_LIB_DIR:-/usr/lib/bats}
+load "$BATS_LIB_DIR/bats-support/load"
+load "$BATS_LIB_DIR/bats-assert/load"
+
+ORDERS_TESTS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ORDERS_REPO_ROOT=$(cd "$ORDERS_TESTS_LIB/../.." && pwd)
+export ORDERS_TESTS_LIB ORDERS_REPO_ROOT
+: "${ORDERS_FCGI:=$ORDERS_REPO_ROOT/src/orders.fcgi}"
+: "${ORDERS_TEST_SERVER:=lighttpd}"
+export ORDERS_FCGI ORDERS_TEST_SERVER
+
+LIGHTTPD_BIN=${LIGHTTPD_BIN:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
+APACHE_BIN=${APACHE_BIN:-$(command -v apache2 || echo /usr/sbin/apache2)}
+APACHE_MODULES=${APACHE_MODULES:-/usr/lib/apache2/modules}
+
+# ---------------------------------------------------------------- basics
+
+on_apache() { [[ $ORDERS_TEST_SERVER == apache ]]; }
+on_lighttpd() { [[ $ORDERS_TEST_SERVER == lighttpd ]]; }
+
+# The responder binary, as an absolute path; fails the caller if missing.
+orders_binary() {
+	local b=$ORDERS_FCGI
+	[[ $b == /* ]] || b=$PWD/$b
+	if [[ ! -x $b ]]; then
+		echo "responder binary not found or not executable: $b (set ORDERS_FCGI or run make)" >&2
+		return 1
+	fi
+	printf '%s\n' "$b"
+}
+
+# A TCP port on 127.0.0.1 that nobody listens on right now.
+free_port() {
+	local p
+	if command -v python3 >/dev/null 2>&1 &&
+		p=$(python3 -c 'import socket
+s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null) &&
+		[[ $p =~ ^[0-9]+$ ]]; then
+		printf '%s\n' "$p"
+		return 0
+	fi
+	local i
+	for i in $(seq 1 200); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			printf '%s\n' "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# The unprivileged user the web server (and its responders) run as when we are root.
+orders_run_user() {
+	if [[ -n ${ORDERS_TEST_USER:-} ]]; then
+		printf '%s\n' "$ORDERS_TEST_USER"
+	elif id www-data >/dev/null 2>&1; then
+		echo www-data
+	else
+		echo nobody
+	fi
+}
+
+is_root() { [[ $(id -u) == 0 ]]; }
+
+# instance_new: make a fresh temp dir and make it the current instance.
+instance_new() {
+	ORDERS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/orders-test.XXXXXX")
+	chmod 0755 "$ORDERS_TMP"
+	mkdir -p "$ORDERS_TMP/htdocs" "$ORDERS_TMP/uploads" "$ORDERS_TMP/apache-run" \
+		"$ORDERS_TMP/fcgid" "$ORDERS_TMP/curl"
+	ORDERS_DBFILE=$ORDERS_TMP/orders.db
+	ORDERS_PORT=
+	ORDERS_SERVER_PID=
+	API_BASE=
+	export ORDERS_TMP ORDERS_DBFILE ORDERS_PORT ORDERS_SERVER_PID API_BASE
+	instance_save
+}
+
+instance_save() {
+	{
+		printf 'ORDERS_TMP=%q\n' "$ORDERS_TMP"
+		printf 'ORDERS_DBFILE=%q\n' "$ORDERS_DBFILE"
+		printf 'ORDERS_PORT=%q\n' "$ORDERS_PORT"
+		printf 'ORDERS_SERVER_PID=%q\n' "$ORDERS_SERVER_PID"
+		printf 'ORDERS_SERVER_KIND=%q\n' "${ORDERS_SERVER_KIND:-$ORDERS_TEST_SERVER}"
+		printf 'API_BASE=%q\n' "$API_BASE"
+	} >"$ORDERS_TMP/instance.env"
+}
+
+# instance_use DIR: make the instance in DIR current.
+instance_use() {
+	# shellcheck disable=SC1091
+	source "$1/instance.env"
+	export ORDERS_TMP ORDERS_DBFILE ORDERS_PORT ORDERS_SERVER_PID ORDERS_SERVER_KIND API_BASE
+}
+
+# Give the temp dir to the unprivileged user (no-op unless root).
+instance_chown() {
+	is_root || return 0
+	local u
+	u=$(orders_run_user)
+	chown -R "$u:$(id -gn "$u")" "$ORDERS_TMP"
+}
+
+# migrate_db [VAR=VALUE...]: create the database with `orders.fcgi --migrate`,
+# as the unprivileged user when root.
+migrate_db() {
+	local bin
+	bin=$(orders_binary) || return 1
+	instance_chown
+	local -a cmd=(env ORDERS_DB="$ORDERS_DBFILE" "$@" "$bin" --migrate)
+	if is_root; then
+		cmd=(runuser -u "$(orders_run_user)" -- "${cmd[@]}")
+	fi
+	if ! "${cmd[@]}" </dev/null >"$ORDERS_TMP/migrate.log" 2>&1; then
+		echo "orders.fcgi --migrate failed:" >&2
+		cat "$ORDERS_TMP/migrate.log" >&2
+		return 1
+	fi
+	instance_chown
+}
+
+# ---------------------------------------------------------------- servers
+
+# Default responder environment; server_start VAR=VALUE arguments add to / override it.
+orders_default_env() {
+	printf '%s\n' \
+		"ORDERS_DB=$ORDERS_DBFILE" \
+		"ORDERS_POLL_MS=50" \
+		"ORDERS_PING_S=15" \
+		"ORDERS_THREADS=8"
+}
+
+# Merge defaults with overrides (later wins, keeps first position); prints VAR=VALUE lines.
+_merge_env() {
+	local -A val=()
+	local -a order=()
+	local kv k
+	while IFS= read -r kv; do
+		[[ -n $kv ]] || continue
+		k=${kv%%=*}
+		[[ -v val[$k] ]] || order+=("$k")
+		val[$k]=${kv#*=}
+	done < <(orders_default_env; printf '%s\n' "$@")
+	for k in "${order[@]}"; do
+		printf '%s=%s\n' "$k" "${val[$k]}"
+	done
+}
+
+_lighttpd_quote() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
+
+_render() { # _render TEMPLATE OUT KEY=VALUE...
+	local tpl out kv
+	tpl=$(<"$1")
+	out=$2
+	shift 2
+	for kv in "$@"; do
+		tpl=${tpl//@${kv%%=*}@/${kv#*=}}
+	done
+	printf '%s\n' "$tpl" >"$out"
+}
+
+_write_lighttpd_conf() { # ENV lines on stdin
+	local bin=$1 env_lines="" copy_env="" kv user_lines="" u
+	while IFS= read -r kv; do
+		env_lines+="$(_lighttpd_quote "${kv%%=*}") => $(_lighttpd_quote "${kv#*=}"), "
+	done
+	# let sanitizer settings through when the binary was built with them
+	for kv in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+		[[ -n ${!kv:-} ]] && copy_env+="\"$kv\", "
+	done
+	if is_root; then
+		u=$(orders_run_user)
+		user_lines="server.username  = \"$u\"
+server.groupname = \"$(id -gn "$u")\""
+	fi
+	_render "$ORDERS_TESTS_LIB/lighttpd.conf.in" "$ORDERS_TMP/lighttpd.conf" \
+		"TMP=$ORDERS_TMP" "PORT=$ORDERS_PORT" "FCGI=$bin" "USER_LINES=$user_lines" \
+		"ENV=$env_lines" "COPY_ENV=$copy_env"
+}
+
+_write_apache_conf() { # ENV lines on stdin
+	local bin=$1 env_lines="" kv user_lines="" u v
+	while IFS= read -r kv; do
+		v=${kv#*=}
+		v=${v//\\/\\\\}
+		v=${v//\"/\\\"}
+		env_lines+="FcgidInitialEnv ${kv%%=*} \"$v\""$'\n'
+	done
+	for kv in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+		[[ -n ${!kv:-} ]] && env_lines+="FcgidInitialEnv $kv \"${!kv}\""$'\n'
+	done
+	if is_root; then
+		u=$(orders_run_user)
+		user_lines="User  $u
+Group $(id -gn "$u")"
+	fi
+	_render "$ORDERS_TESTS_LIB/apache.conf.in" "$ORDERS_TMP/apache.conf" \
+		"TMP=$ORDERS_TMP" "PORT=$ORDERS_PORT" "FCGI=$bin" "FCGI_DIR=$(dirname "$bin")" \
+		"FCGI_BASE=$(basename "$bin")" "MODDIR=$APACHE_MODULES" \
+		"USER_LINES=$user_lines" "ENV=$env_lines"
+}
+
+server_log() {
+	case ${ORDERS_SERVER_KIND:-$ORDERS_TEST_SERVER} in
+	apache) printf '%s\n' "$ORDERS_TMP/apache-error.log" ;;
+	*) printf '%s\n' "$ORDERS_TMP/lighttpd-error.log" ;;
+	esac
+}
+
+# Print the tail of the web server's error log (the responder's stderr goes there too).
+server_log_tail() {
+	local f
+	f=$(server_log)
+	[[ -f $f ]] || return 0
+	echo "--- last lines of $f"
+	tail -n "${1:-25}" "$f"
+	echo "---"
+}
+
+# server_start [VAR=VALUE...]: write the config for $ORDERS_TEST_SERVER into the
+# current instance, start the server in the foreground (in the background of
+# this shell), save its PID and wait until /api/v1/health answers 200.
+server_start() {
+	local bin attempt env
+	bin=$(orders_binary) || return 1
+	env=$(_merge_env "$@")
+	ORDERS_SERVER_KIND=$ORDERS_TEST_SERVER
+	export ORDERS_SERVER_KIND
+	for attempt in 1 2 3; do
+		ORDERS_PORT=$(free_port) || { echo "no free port" >&2; return 1; }
+		API_BASE=http://127.0.0.1:$ORDERS_PORT
+		export ORDERS_PORT API_BASE
+		case $ORDERS_TEST_SERVER in
+		lighttpd)
+			_write_lighttpd_conf "$bin" <<<"$env"
+			instance_chown
+			"$LIGHTTPD_BIN" -tt -f "$ORDERS_TMP/lighttpd.conf" >"$ORDERS_TMP/server.out" 2>&1 || {
+				echo "lighttpd config test failed:" >&2
+				cat "$ORDERS_TMP/server.out" >&2
+				return 1
+			}
+			"$LIGHTTPD_BIN" -D -f "$ORDERS_TMP/lighttpd.conf" </dev/null >"$ORDERS_TMP/server.out" 2>&1 3>&- &
+			ORDERS_SERVER_PID=$!
+			;;
+		apache)
+			_write_apache_conf "$bin" <<<"$env"
+			instance_chown
+			"$APACHE_BIN" -t -f "$ORDERS_TMP/apache.conf" >"$ORDERS_TMP/server.out" 2>&1 || {
+				echo "apache config test failed:" >&2
+				cat "$ORDERS_TMP/server.out" >&2
+				return 1
+			}
+			"$APACHE_BIN" -f "$ORDERS_TMP/apache.conf" -DFOREGROUND </dev/null >"$ORDERS_TMP/server.out" 2>&1 3>&- &
+			ORDERS_SERVER_PID=$!
+			;;
+		*)
+			echo "ORDERS_TEST_SERVER must be lighttpd or apache, not '$ORDERS_TEST_SERVER'" >&2
+			return 1
+			;;
+		esac
+		export ORDERS_SERVER_PID
+		instance_save
+		if wait_healthy 15; then
+			return 0
+		fi
+		if kill -0 "$ORDERS_SERVER_PID" 2>/dev/null; then
+			echo "server started but /api/v1/health did not answer 200 (last: $STATUS $BODY)" >&2
+			server_log_tail 40 >&2
+			server_stop
+			return 1
+		fi
+		# died: port taken by somebody else in the meantime? try another one
+		if ! grep -qiE 'address already in use|could not bind' "$ORDERS_TMP/server.out" "$(server_log)" 2>/dev/null; then
+			echo "server exited at start:" >&2
+			cat "$ORDERS_TMP/server.out" >&2
+			server_log_tail 40 >&2
+			return 1
+		fi
+	done
+	return 1
+}
+
+# wait_healthy SECONDS: poll /api/v1/health until 200 (or the server died).
+wait_healthy() {
+	local deadline=$((SECONDS + ${1:-15}))
+	STATUS=000
+	BODY=
+	while ((SECONDS < deadline)); do
+		kill -0 "$ORDERS_SERVER_PID" 2>/dev/null || return 1
+		STATUS=$(curl -s -o "$ORDERS_TMP/curl/health" -w '%{http_code}' --max-time 5 \
+			"$API_BASE/api/v1/health" 2>/dev/null) || true
+		if [[ $STATUS == 200 ]]; then
+			return 0
+		fi
+		BODY=$(cat "$ORDERS_TMP/curl/health" 2>/dev/null || true)
+		sleep 0.1
+	done
+	return 1
+}
+
+_descendants() { # PIDs of all descendants of $1
+	local c
+	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		printf '%s\n' "$c"
+		_descendants "$c"
+	done
+}
+
+# server_stop: stop the current instance's server (TERM by saved PID, wait for exit,
+# KILL after 10 s), then wait for the responder processes it had spawned.
+server_stop() {
+	local pid=$ORDERS_SERVER_PID kids p i
+	[[ -n $pid ]] || return 0
+	kids=$(_descendants "$pid")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for i in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "server $pid did not stop after TERM; sending KILL" >&2
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	wait "$pid" 2>/dev/null || true
+	# the responders the server spawned (lighttpd bin-path, mod_fcgid) go with it
+	for p in $kids; do
+		for i in $(seq 1 50); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$p" 2>/dev/null; then
+			echo "process $p spawned by server $pid still alive 5 s after it stopped; sending KILL" >&2
+			kill -KILL "$p" 2>/dev/null || true
+		fi
+	done
+	ORDERS_SERVER_PID=
+	export ORDERS_SERVER_PID
+	instance_save
+}
+
+# server_restart [VAR=VALUE...]: same instance (database), new server and environment.
+server_restart() {
+	server_stop
+	server_start "$@"
+}
+
+instance_remove() {
+	[[ -n ${ORDERS_TMP:-} && -d $ORDERS_TMP ]] || return 0
+	if [[ ${ORDERS_TEST_KEEP:-0} == 1 ]]; then
+		echo "# kept $ORDERS_TMP" >&3
+		return 0
+	fi
+	rm -rf "$ORDERS_TMP"
+}
+
+# Standard suite life cycle: one instance, database migrated, server started.
+orders_suite_setup() {
+	instance_new
+	migrate_db "$@"
+	server_start "$@"
+}
+
+orders_suite_teardown() {
+	[[ -n ${ORDERS_TMP:-} ]] || return 0
+	server_stop
+	instance_remove
+}
+
+# Per-test teardown: on failure show the end of the server log.
+orders_test_teardown() {
+	if [[ ${BATS_TEST_COMPLETED:-} != 1 && -n ${ORDERS_TMP:-} ]]; then
+		server_log_tail 20
+	fi
+}
+
+# ---------------------------------------------------------------- HTTP
+
+# api METHOD PATH [curl args...]
+# Sends one request to $API_BASE$PATH (the path goes out exactly as written:
+# --path-as-is, no globbing) and sets:
+#   STATUS   the HTTP status ("000" when no response)
+#   BODY     the response body (trailing newlines stripped)
+#   HEADERS  the response headers of the final response, CR stripped
+#   LAST_REQ "METHOD PATH" for messages
+# The raw body is in $API_BODY_FILE.
+api() {
+	local method=$1 path=$2
+	shift 2
+	local d=${BATS_TEST_TMPDIR:-$ORDERS_TMP/curl}
+	mkdir -p "$d"
+	API_BODY_FILE=$d/api-body
+	local hf=$d/api-headers
+	: >"$hf"
+	: >"$API_BODY_FILE"
+	LAST_REQ="$method $path"
+	local -a m=(-X "$method")
+	[[ $method == HEAD ]] && m=(-I)
+	STATUS=$(curl -sS --path-as-is -g -H 'Expect:' --max-time "${API_TIMEOUT:-20}" \
+		"${m[@]}" -o "$API_BODY_FILE" -D "$hf" -w '%{http_code}' "$@" "$API_BASE$path" 2>"$d/api-stderr") || true
+	[[ -n $STATUS ]] || STATUS=000
+	BODY=$(cat "$API_BODY_FILE")
+	# keep only the last header block (skip 1xx blocks)
+	HEADERS=$(tr -d '\r' <"$hf" | awk '/^HTTP\//{blk=""} {blk=blk $0 "\n"} END{printf "%s", blk}')
+}
+
+# api_json METHOD PATH JSON [curl args...]: with Content-Type: application/json.
+api_json() {
+	local method=$1 path=$2 json=$3
+	shift 3
+	api "$method" "$path" -H 'Content-Type: application/json' --data-binary "$json" "$@"
+}
+
+# hdr NAME: value of response header NAME (case-insensitive; several joined with ", ").
+# Returns 1 when absent.
+hdr() {
+	local want=${1,,} line name val out="" found=1
+	while IFS= read -r line; do
+		[[ $line == *:* ]] || continue
+		name=${line%%:*}
+		[[ ${name,,} == "$want" ]] || continue
+		val=${line#*:}
+		val="${val#"${val%%[![:space:]]*}"}"
+		val="${val%"${val##*[![:space:]]}"}"
+		if ((found)); then out=$val; else out+=", $val"; fi
+		found=0
+	done <<<"$HEADERS"
+	printf '%s' "$out"
+	return $found
+}
+
+# jf FILTER: jq -r FILTER on the last response body.
+jf() { jq -r "$1" <<<"$BODY"; }
+
+# jfc FILTER: jq -c FILTER on the last response body.
+jfc() { jq -c "$1" <<<"$BODY"; }
+
+# ---------------------------------------------------------------- DB
+
+# db SQL...: sqlite3 on the current instance's database.
+db() {
+	sqlite3 -batch -bail -cmd '.timeout 10000' "$ORDERS_DBFILE" "$@"
+}
+
+# db_state: one line that changes whenever a write reached the database.
+db_state() {
+	db "SELECT (SELECT count(*) FROM orders) || ' orders, versions ' ||
+	           (SELECT coalesce(sum(version),0) FROM orders) || ', last update ' ||
+	           (SELECT coalesce(max(updated_at),'-') FROM orders) || ', events ' ||
+	           (SELECT count(*) FROM events) || ', max event id ' ||
+	           (SELECT coalesce(max(id),0) FROM events)"
+}
+
+db_head() { db 'SELECT coalesce(max(id),0) FROM events'; }
+
+snap() { SNAP=$(db_state); }
+
+assert_unchanged() {
+	local now
+	now=$(db_state)
+	[[ $now == "$SNAP" ]] ||
+		fail "database changed by refused request '$LAST_REQ' (status $STATUS): before [$SNAP], after [$now]"
+}
+
+# ---------------------------------------------------------------- assertions
+
+_resp() { printf '%s -> %s\n%s\nbody: %s' "$LAST_REQ" "$STATUS" "$HEADERS" "${BODY:0:600}"; }
+
+assert_status() {
+	[[ $STATUS == "$1" ]] || fail "expected HTTP $1; got: $(_resp)"
+}
+
+assert_json_ct() {
+	local ct
+	ct=$(hdr Content-Type) || fail "no Content-Type; got: $(_resp)"
+	ct=${ct%%;*}
+	ct=${ct// /}
+	[[ ${ct,,} == application/json ]] || fail "expected Content-Type application/json; got: $(_resp)"
+}
+
+# assert_compact: no whitespace between JSON tokens in $BODY.
+assert_compact() {
+	local stripped
+	stripped=$(sed -E 's/"([^"\\]|\\.)*"/""/g' <<<"$BODY")
+	if [[ $stripped == *[[:space:]]* ]]; then
+		fail "JSON body is not compact: ${BODY:0:300}"
+	fi
+}
+
+# assert_hdr NAME VALUE: header present with exactly VALUE.
+assert_hdr() {
+	local v
+	v=$(hdr "$1") || fail "header $1 missing; got: $(_resp)"
+	[[ $v == "$2" ]] || fail "header $1: expected [$2], got [$v]; $(_resp)"
+}
+
+assert_no_hdr() {
+	local v
+	if v=$(hdr "$1"); then
+		fail "header $1 must be absent, got [$v]; $(_resp)"
+	fi
+}
+
+# assert_jq FILTER EXPECTED: jq -c FILTER on the body equals EXPECTED (compact JSON text).
+assert_jq() {
+	local got
+	got=$(jq -c "$1" <<<"$BODY" 2>&1) || fail "body is not JSON ($1): $(_resp)"
+	[[ $got == "$2" ]] || fail "jq '$1': expected $2, got $got; $(_resp)"
+}
+
+# assert_json_eq JSON [FILTER]: body (or jq FILTER of it) equals JSON, key order ignored.
+assert_json_eq() {
+	local want got
+	want=$(jq -cS . <<<"$1" 2>&1) || fail "bad expected JSON in test: $1"
+	got=$(jq -cS "${2:-.}" <<<"$BODY" 2>&1) || fail "body is not JSON: $(_resp)"
+	[[ $got == "$want" ]] || fail "JSON ${2:-body} differs
+expected: $want
+got:      $got
+$(_resp)"
+}
+
+# same_json A B: the two JSON texts are equal, key order ignored.
+same_json() {
+	[[ $(jq -cS . <<<"$1") == "$(jq -cS . <<<"$2")" ]]
+}
+
+# assert_error STATUS CODE [WORD]: error response with that status and code;
+# WORD (usually the field name) must appear in the message.
+assert_error() {
+	assert_status "$1"
+	assert_json_ct
+	local code msg keys
+	jq -e . >/dev/null 2>&1 <<<"$BODY" || fail "error body is not JSON: $(_resp)"
+	keys=$(jq -c '[keys, (.error|keys?)]' <<<"$BODY")
+	[[ $keys == '[["error"],["code","message"]]' ]] ||
+		fail "error body must be {\"error\":{\"code\",\"message\"}}: $(_resp)"
+	code=$(jf .error.code)
+	[[ $code == "$2" ]] || fail "expected error code $2, got $code; $(_resp)"
+	msg=$(jf '.error.message | strings')
+	[[ -n $msg ]] || fail "empty error message; $(_resp)"
+	if [[ -n ${3:-} ]]; then
+		[[ ${msg,,} == *"${3,,}"* ]] || fail "error message should name '$3': $(_resp)"
+	fi
+	assert_compact
+}
+
+# refused STATUS CODE WORD METHOD PATH [curl args...]:
+# the request is refused with that error and changes nothing in the database.
+refused() {
+	local st=$1 code=$2 word=$3
+	shift 3
+	snap
+	api "$@"
+	assert_error "$st" "$code" "$word"
+	assert_unchanged
+}
+
+# post_refused STATUS CODE WORD JSON [curl args...]: POST /orders with a JSON body.
+post_refused() {
+	local st=$1 code=$2 word=$3 json=$4
+	shift 4
+	refused "$st" "$code" "$word" POST /api/v1/orders -H 'Content-Type: application/json' \
+		--data-binary "$json" "$@"
+}
+
+# ---------------------------------------------------------------- orders
+
+ITEM1='{"sku":"BK-001","name":"Notebook","qty":2,"unitPriceCents":1299}'
+
+# order_json [CUSTOMER] [EXTRA_FIELDS]: a valid create body.
+order_json() {
+	local c=${1:-Ada Lovelace} extra=${2:-}
+	printf '{"customer":%s,"items":[%s]%s}' "$(jq -Rn --arg c "$c" '$c')" "$ITEM1" "${extra:+,$extra}"
+}
+
+# create_order [JSON] [curl args...]: POST it, assert 201, set OID, ORDER (the body).
+create_order() {
+	local json=${1:-$(order_json)}
+	shift || true
+	api_json POST /api/v1/orders "$json" "$@"
+	assert_status 201
+	OID=$(jf .id)
+	ORDER=$BODY
+}
+
+# id_num ord_00042 -> 42
+id_num() { local n=${1#ord_}; echo $((10#$n)); }
+
+# events_after N: GET /events?after=N&limit=1000 -> BODY
+events_after() { api GET "/api/v1/events?after=$1&limit=1000"; assert_status 200; }
+
+RFC3339_MS='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'
+ORDER_ID_RE='^ord_[0-9]{5,}$'
