@@ -250,7 +250,8 @@ fastcgi.server = ( "/api/v1/" => ( (
 CONF
   "$LIGHTTPD" -tt -f "$dir/lighttpd.conf" > "$out/$name-lighttpd-check.log" 2>&1 \
     || { cat "$out/$name-lighttpd-check.log" >&2; die "lighttpd rejects the generated config"; }
-  cp "$dir/lighttpd.conf" "$out/$name-lighttpd.conf"
+  # The copy kept with the results names no path of this machine.
+  sed -e "s|$tmp|<tmp>|g" -e "s|$root/|<repo>/|g" "$dir/lighttpd.conf" > "$out/$name-lighttpd.conf"
   "$LIGHTTPD" -D -f "$dir/lighttpd.conf" > "$out/$name-lighttpd.log" 2>&1 &
   local pid=$!
   started+=("$pid")
