@@ -78,7 +78,7 @@ stop_pid() {   # $1 = pid: TERM, wait up to 5 s, then KILL
   for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
 }
-children_of() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' | tr '\n' ' '; }
+children_of() { ps -o pid= --ppid "$1" 2>/dev/null | awk '{printf "%s%s", sep, $1; sep = " "}'; }
 cleanup() {
   local pid kids
   set +e

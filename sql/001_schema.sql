@@ -32,6 +32,11 @@ CREATE TABLE events (
     ts       INTEGER NOT NULL   -- Unix milliseconds
 );
 
+-- How far the service has pruned the log. A stream whose position is below
+-- it may have missed events, and is told to refetch (a reset event).
+CREATE TABLE event_log_state (pruned_through INTEGER NOT NULL);
+INSERT INTO event_log_state (pruned_through) VALUES (0);
+
 -- The API's JSON form of an order, shared by the REST responses and the
 -- order.created event so that the two can never disagree.
 CREATE VIEW order_documents AS

@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "hub.h"
 #include "routes.h"
 #include "service.h"
 #include "store.h"
@@ -139,6 +140,8 @@ int main(int argc, char **argv)
     /* A vanished client shows as a failed write, not as a signal. */
     signal(SIGPIPE, SIG_IGN);
 
+    if (!(svc.hub = hub_start(&cfg, err, sizeof err)))
+        die(err);
     pthread_t pruner;
     start_thread(&pruner, pruner_main, new_worker(&svc));
     pthread_t *threads = calloc((size_t)cfg.threads, sizeof *threads);

@@ -8,8 +8,10 @@
 
 #include "cursor.h"
 #include "http.h"
+#include "hub.h"
 #include "order.h"
 #include "sha256.h"
+#include "sse.h"
 #include "uri.h"
 
 #define LIST_LIMIT_DEFAULT 50
@@ -34,6 +36,7 @@ struct call {
     const char *query;
     char id[ORDER_ID_MAX];          /* the {id} of /orders/{id} */
     bool cors_allowed;              /* the Origin may read the answer */
+    bool handed_over;               /* the stream hub owns the connection now */
     struct reply reply;
     struct error err;
 };
@@ -41,7 +44,7 @@ struct call {
 typedef int handler_fn(struct call *c);
 
 static handler_fn list_orders, create_order, get_order, patch_order, delete_order,
-    list_events, health;
+    list_events, serve_stream, health;
 
 /* The routing table. A path ending in '/' takes one more segment: the id. */
 static const struct route {
@@ -53,6 +56,7 @@ static const struct route {
     {"/orders/", "GET, PATCH, DELETE, OPTIONS",
      {[M_GET] = get_order, [M_PATCH] = patch_order, [M_DELETE] = delete_order}},
     {"/events", "GET, OPTIONS", {[M_GET] = list_events}},
+    {"/stream/events", "GET, OPTIONS", {[M_GET] = serve_stream}},
     {"/health", "GET, OPTIONS", {[M_GET] = health}},
 };
 
@@ -208,6 +212,8 @@ static int create_order(struct call *c)
         rc = store_create(c->w->store, &in, key, body_sha, &doc, &c->reply.body, &c->err);
         order_input_free(&in);
         if (rc == 0) {
+            if (!doc.replayed)
+                hub_notify(c->w->svc->hub);
             set_json(c, 201);
             reply_header(&c->reply, "Location", "/api/v1/orders/%s", doc.id);
             reply_header(&c->reply, "ETag", "\"%lld\"", doc.version);
@@ -233,6 +239,7 @@ static int patch_order(struct call *c)
     order_input_free(&in);
     if (rc)
         return -1;
+    hub_notify(c->w->svc->hub);
     set_json(c, 200);
     reply_header(&c->reply, "ETag", "\"%lld\"", doc.version);
     return 0;
@@ -245,6 +252,7 @@ static int delete_order(struct call *c)
     buf_free(&body);
     if (rc || store_delete(c->w->store, c->id, param(c, "HTTP_IF_MATCH"), &c->err))
         return -1;
+    hub_notify(c->w->svc->hub);
     c->reply.status = 204;
     return 0;
 }
@@ -266,9 +274,68 @@ static int health(struct call *c)
     long long head;
     if (store_head(c->w->store, &head, &c->err))
         return error_set(&c->err, ERR_UNAVAILABLE, "the database does not answer");
-    buf_printf(&c->reply.body, "{\"status\":\"ok\",\"lastEventId\":%lld,\"streams\":0}", head);
+    buf_printf(&c->reply.body, "{\"status\":\"ok\",\"lastEventId\":%lld,\"streams\":%ld}", head,
+               hub_stream_count(c->w->svc->hub));
     set_json(c, 200);
     return 0;
+}
+
+/* True when Accept-Encoding lists gzip without q=0. */
+static bool accepts_gzip(const char *accept)
+{
+    for (const char *p = accept; p && *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ",");
+        if (len >= 4 && strncasecmp(p, "gzip", 4) == 0 && (len == 4 || p[4] == ';' || p[4] == ' ')) {
+            const char *q = memchr(p, '=', len);
+            return !q || strtod(q + 1, NULL) > 0;
+        }
+        p += len;
+    }
+    return false;
+}
+
+/* The client's position: the Last-Event-ID header, else the lastEventId
+ * parameter (a new EventSource cannot set headers), else the head. */
+static int stream_position(struct call *c, long long *position)
+{
+    const char *header = param(c, "HTTP_LAST_EVENT_ID");
+    char *query = NULL;
+    int found = header && *header ? 1 : uri_query_param(c->query, "lastEventId", &query);
+    const char *value = header && *header ? header : query;
+    int rc = 0;
+    *position = -1;
+    if (found != 0 && (found < 0 || sse_parse_position(value, position) != 0))
+        rc = error_set(&c->err, ERR_INVALID_LAST_EVENT_ID,
+                       "Last-Event-ID must be a non-negative integer");
+    free(query);
+    return rc;
+}
+
+static int serve_stream(struct call *c)
+{
+    struct stream_request sr = {.headers = BUF_INIT};
+    if (stream_position(c, &sr.position))
+        return -1;
+    char *types = NULL, *ids = NULL;
+    int rc;
+    if (uri_query_param(c->query, "types", &types) < 0 || uri_query_param(c->query, "ids", &ids) < 0)
+        rc = error_set(&c->err, ERR_INVALID_PARAMETER, "types and ids must be comma lists");
+    else
+        rc = sse_filter_parse(types, ids, &sr.filter, &c->err);
+    free(types);
+    free(ids);
+    if (rc)
+        return -1;
+    sr.gzip = accepts_gzip(param(c, "HTTP_ACCEPT_ENCODING"));
+    buf_append(&sr.headers, buf_str(&c->reply.headers), c->reply.headers.len);
+    rc = hub_adopt(c->w->svc->hub, c->req, &sr, &c->err);
+    sse_filter_free(&sr.filter);
+    buf_free(&sr.headers);
+    if (rc == 0)
+        c->handed_over = true;
+    return rc;
 }
 
 static bool origin_allowed(const struct config *cfg, const char *origin)
@@ -358,7 +425,7 @@ static int dispatch(struct call *c, const struct route **matched)
         return preflight(c, r);
     if (c->method == M_COUNT || !r->handlers[c->method])
         return error_set(&c->err, ERR_METHOD_NOT_ALLOWED, "this resource allows %s", r->allow);
-    if (authorize(c, false))
+    if (authorize(c, r->handlers[c->method] == serve_stream))
         return -1;
     return r->handlers[c->method](c);
 }
@@ -387,6 +454,7 @@ void routes_handle(struct worker *w, FCGX_Request *req)
     }
     /* A failed send means the web server dropped the request: there is
      * nobody left to tell, and the next FCGX_Accept_r cleans up. */
-    (void)reply_send(&c.reply, req->out);
+    if (!c.handed_over)
+        (void)reply_send(&c.reply, req->out);
     reply_free(&c.reply);
 }

@@ -33,6 +33,9 @@ enum stmt_id {
     ST_IDEMPOTENCY_PUT,
     ST_PRUNE_EVENTS,
     ST_PRUNE_IDEMPOTENCY,
+    ST_PRUNED_THROUGH,
+    ST_OLDEST_EVENT,
+    ST_EXPIRED_KEY,
     ST_COUNT
 };
 
@@ -65,6 +68,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= ?1 "
                         "ORDER BY id LIMIT ?2)",
     [ST_PRUNE_IDEMPOTENCY] = "DELETE FROM idempotency_keys WHERE created_ms <= ?1",
+    [ST_EXPIRED_KEY] = "SELECT count(*) FROM (SELECT 1 FROM idempotency_keys "
+                       "WHERE created_ms <= ?1 LIMIT 1)",
+    [ST_OLDEST_EVENT] = "SELECT coalesce(min(id), 0) FROM events",
+    [ST_PRUNED_THROUGH] = "UPDATE event_log_state SET pruned_through = max(pruned_through, ?1)",
 };
 
 struct store {
@@ -422,10 +429,17 @@ int store_events(struct store *s, long long after, int limit, struct buf *out, s
 
 long long store_prune(struct store *s, long long retain, struct error *err)
 {
-    long long head, deleted = 0;
+    long long head, oldest, deleted = 0;
     if (store_head(s, &head, err))
         return -1;
-    for (;;) {
+    sqlite3_stmt *oldest_st = s->stmt[ST_OLDEST_EVENT];
+    int orc = sqlite3_step(oldest_st);
+    if (orc != SQLITE_ROW)
+        return fail(s, oldest_st, orc, err);
+    oldest = sqlite3_column_int64(oldest_st, 0);
+    sqlite3_reset(oldest_st);
+    /* Most calls find nothing to do: they must not take the write lock. */
+    while (oldest > 0 && oldest <= head - retain) {
         if (begin(s, err))
             return -1;
         sqlite3_stmt *st = s->stmt[ST_PRUNE_EVENTS];
@@ -437,16 +451,35 @@ long long store_prune(struct store *s, long long retain, struct error *err)
             return rollback(s);
         }
         int n = sqlite3_changes(s->db);
+        if (n > 0) {
+            st = s->stmt[ST_PRUNED_THROUGH];
+            sqlite3_bind_int64(st, 1, head - retain);
+            rc = db_step_done(st);
+            if (rc != SQLITE_DONE) {
+                fail(s, NULL, rc, err);
+                return rollback(s);
+            }
+        }
         if (commit(s, err))
             return -1;
         deleted += n;
         if (n < PRUNE_BATCH)
             break;
     }
-    sqlite3_stmt *st = s->stmt[ST_PRUNE_IDEMPOTENCY];
-    sqlite3_bind_int64(st, 1, wall_ms() - IDEMPOTENCY_TTL_MS);
-    int rc = db_step_done(st);
-    if (rc != SQLITE_DONE)
-        return fail(s, NULL, rc, err);
+    long long expired_before = wall_ms() - IDEMPOTENCY_TTL_MS;
+    sqlite3_stmt *st = s->stmt[ST_EXPIRED_KEY];
+    sqlite3_bind_int64(st, 1, expired_before);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW)
+        return fail(s, st, rc, err);
+    bool expired = sqlite3_column_int(st, 0) > 0;
+    sqlite3_reset(st);
+    if (expired) {
+        st = s->stmt[ST_PRUNE_IDEMPOTENCY];
+        sqlite3_bind_int64(st, 1, expired_before);
+        rc = db_step_done(st);
+        if (rc != SQLITE_DONE)
+            return fail(s, NULL, rc, err);
+    }
     return deleted;
 }

@@ -1,0 +1,109 @@
+/* Every statement here is reset as soon as it is read: a statement left
+ * open would pin a WAL snapshot and starve the checkpointer. */
+#include "eventlog.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "db.h"
+
+enum { EL_DATA_VERSION, EL_BOUNDS, EL_READ, EL_COUNT };
+
+static const char *const el_sql[EL_COUNT] = {
+    [EL_DATA_VERSION] = "PRAGMA data_version",
+    [EL_BOUNDS] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+                  "(SELECT pruned_through FROM event_log_state)",
+    [EL_READ] = "SELECT id, type, order_id, json_object('type', type, 'id', order_id, "
+                "'patch', json(patch), 'ts', ts) FROM events "
+                "WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+};
+
+struct eventlog {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[EL_COUNT];
+    long long data_version;
+};
+
+struct eventlog *eventlog_open(const struct config *cfg, char *err, size_t errlen)
+{
+    struct eventlog *log = calloc(1, sizeof *log);
+    if (!log) {
+        snprintf(err, errlen, "out of memory opening the event log");
+        return NULL;
+    }
+    log->db = db_open(cfg, 0, err, errlen);
+    if (!log->db) {
+        free(log);
+        return NULL;
+    }
+    for (int i = 0; i < EL_COUNT; i++) {
+        if (sqlite3_prepare_v3(log->db, el_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &log->stmt[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot prepare the event log: %s", sqlite3_errmsg(log->db));
+            eventlog_close(log);
+            return NULL;
+        }
+    }
+    log->data_version = -1;
+    return log;
+}
+
+void eventlog_close(struct eventlog *log)
+{
+    if (!log)
+        return;
+    for (int i = 0; i < EL_COUNT; i++)
+        sqlite3_finalize(log->stmt[i]);
+    sqlite3_close(log->db);
+    free(log);
+}
+
+int eventlog_changed(struct eventlog *log, bool *changed)
+{
+    sqlite3_stmt *st = log->stmt[EL_DATA_VERSION];
+    int rc = sqlite3_step(st);
+    long long v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return -1;
+    *changed = v != log->data_version;
+    log->data_version = v;
+    return 0;
+}
+
+int eventlog_bounds(struct eventlog *log, long long *head, long long *pruned_through)
+{
+    sqlite3_stmt *st = log->stmt[EL_BOUNDS];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *head = sqlite3_column_int64(st, 0);
+        *pruned_through = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int eventlog_read(struct eventlog *log, long long after, long long upto, int limit,
+                  void (*fn)(void *arg, const struct event *ev), void *arg)
+{
+    sqlite3_stmt *st = log->stmt[EL_READ];
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, upto);
+    sqlite3_bind_int(st, 3, limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct event ev = {
+            .id = sqlite3_column_int64(st, 0),
+            .type = (const char *)sqlite3_column_text(st, 1),
+            .order_id = (const char *)sqlite3_column_text(st, 2),
+            .data = (const char *)sqlite3_column_text(st, 3),
+        };
+        if (!ev.type || !ev.order_id || !ev.data)
+            continue;
+        fn(arg, &ev);
+        n++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? n : -1;
+}

@@ -1,0 +1,39 @@
+/* Reading the event log for the stream hub: noticing commits from any
+ * connection of any process (PRAGMA data_version), and reading events by id
+ * range with their SSE data already made. One connection, one thread. */
+#ifndef ORDERS_EVENTLOG_H
+#define ORDERS_EVENTLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct eventlog;
+
+struct event {
+    long long id;
+    const char *type;       /* order.created … */
+    const char *order_id;
+    const char *data;       /* {"type","id","patch","ts"}, compact JSON */
+};
+
+/* Returns NULL with one line in err. Free with eventlog_close(). */
+struct eventlog *eventlog_open(const struct config *cfg, char *err, size_t errlen);
+void eventlog_close(struct eventlog *log);
+
+/* Sets *changed when any other connection committed since the last call.
+ * Returns 0, or -1 when the database did not answer. */
+int eventlog_changed(struct eventlog *log, bool *changed);
+
+/* The newest event id ever written and the id through which the log has
+ * been pruned. */
+int eventlog_bounds(struct eventlog *log, long long *head, long long *pruned_through);
+
+/* Calls fn for each event with after < id <= upto, oldest first, at most
+ * limit of them. The event's strings live until fn returns. Returns the
+ * number read, or -1. */
+int eventlog_read(struct eventlog *log, long long after, long long upto, int limit,
+                  void (*fn)(void *arg, const struct event *ev), void *arg);
+
+#endif

@@ -1,0 +1,201 @@
+/* Unit tests of the pure helpers of src/http.c: ETag matching, the JSON
+ * media type check, and the one JSON error body. */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/http.h"
+#include "../../src/order.h"
+#include "tap.h"
+
+static void etag(const char *header, long long version, bool want)
+{
+    is_int(http_etag_matches(header, version), want, "etag '%s' vs %lld: %s", header, version,
+           want ? "matches" : "no match");
+}
+
+static void media_type(const char *ct, bool want)
+{
+    is_int(http_is_json(ct), want, "http_is_json(%s%s%s): %s", ct ? "'" : "", ct ? ct : "NULL",
+           ct ? "'" : "", want ? "yes" : "no");
+}
+
+static void test_etag(void)
+{
+    etag("\"3\"", 3, true);
+    etag("\"3\"", 4, false);
+    etag("W/\"3\"", 3, true);
+    etag("\"1\", \"3\"", 3, true);
+    etag("\"1\",\"3\"", 3, true);
+    etag("\"1\", W/\"3\"", 3, true);
+    etag("\"1\", \"2\"", 3, false);
+    etag("  \"3\"  ", 3, true);
+    etag("*", 3, true);
+    etag("*", 1, true);
+    etag("\"30\"", 3, false);
+    etag("\"3\"", 30, false);
+    etag("\"13\"", 3, false);
+    etag("\"03\"", 3, false);
+    etag("3", 3, false);
+    etag("garbage", 3, false);
+    etag("", 3, false);
+    etag("\"\"", 3, false);
+    etag("\"abc\"", 3, false);
+    etag("\"3", 3, false);
+    etag("\"+3\"", 3, false);
+    etag("\"-3\"", -3, false);
+    etag("\" 3\"", 3, false);
+    etag("\"3 \"", 3, false);
+    etag("\"3.0\"", 3, false);
+    etag("\"9223372036854775807\"", 9223372036854775807LL, true);
+    etag("\"99999999999999999999\"", 9223372036854775807LL, false);
+    etag("\"1\", garbage, \"3\"", 3, false);
+}
+
+static void test_is_json(void)
+{
+    media_type("application/json", true);
+    media_type("Application/JSON", true);
+    media_type("application/json; charset=utf-8", true);
+    media_type("application/json;charset=UTF-8", true);
+    media_type("application/json; charset=\"UTF-8\"", true);
+    media_type("application/json ; charset=utf-8 ", true);
+    media_type("application/merge-patch+json", true);
+    media_type("application/merge-patch+json; charset=utf-8", true);
+    media_type("text/plain", false);
+    media_type("text/json", false);
+    media_type("application/jsonx", false);
+    media_type("application/json-patch+json", false);
+    media_type("application/x-www-form-urlencoded", false);
+    media_type("application/json; charset=latin1", false);
+    media_type("application/json; charset=utf-16", false);
+    media_type("application/json; charset=utf-8x", false);
+    media_type("application/json; boundary=x", false);
+    media_type("application/json; charset=utf-8; x=y", false);
+    media_type("application/json;", false);
+    media_type("", false);
+    media_type(NULL, false);
+}
+
+/* The body must be exactly {"error":{"code":...,"message":...}}; returns the
+ * message (malloc'd) or NULL. */
+static char *error_message_of(const struct reply *r)
+{
+    const char *body = r->body.data ? r->body.data : "";
+    json_object *o = json_tokener_parse(body), *e, *code, *msg;
+    char *out = NULL;
+    if (o && json_object_object_length(o) == 1 && json_object_object_get_ex(o, "error", &e)
+        && json_object_object_length(e) == 2 && json_object_object_get_ex(e, "code", &code)
+        && json_object_object_get_ex(e, "message", &msg)
+        && json_object_is_type(msg, json_type_string))
+        out = strdup(json_object_get_string(msg));
+    json_object_put(o);
+    return out;
+}
+
+static void test_reply_error(void)
+{
+    struct reply r;
+    struct error e;
+    reply_init(&r);
+    is_int(r.status, 200, "reply_init: status 200");
+
+    buf_puts(&r.body, "{\"data\":\"half-built\"");
+    error_set(&e, ERR_NOT_FOUND, "order %s not found", "ord_00042");
+    reply_error(&r, &e);
+    is_int(r.status, 404, "reply_error not_found: status 404");
+    is_str(r.content_type, "application/json", "reply_error: content type");
+    is_str(buf_str(&r.body), "{\"error\":{\"code\":\"not_found\",\"message\":\"order ord_00042 not found\"}}",
+           "reply_error not_found: exact body, earlier body dropped");
+    is_int(r.body.len, strlen(buf_str(&r.body)), "reply_error: body.len matches");
+
+    error_set(&e, ERR_VALIDATION_FAILED, "say \"hi\" \\ a/b\n\tend");
+    reply_error(&r, &e);
+    is_int(r.status, 422, "reply_error validation_failed: status 422");
+    is_str(buf_str(&r.body),
+           "{\"error\":{\"code\":\"validation_failed\",\"message\":\"say \\\"hi\\\" \\\\ a/b\\n\\tend\"}}",
+           "reply_error: message escaped, slash left alone");
+
+    error_set(&e, ERR_VALIDATION_FAILED, "customer \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+    reply_error(&r, &e);
+    is_str(buf_str(&r.body),
+           "{\"error\":{\"code\":\"validation_failed\",\"message\":\"customer \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}}",
+           "reply_error: UTF-8 message kept raw");
+
+    /* Statuses and codes of SPEC section 2. */
+    static const struct {
+        enum error_kind kind;
+        int status;
+        const char *code;
+    } table[] = {
+        {ERR_INVALID_JSON, 400, "invalid_json"},
+        {ERR_INVALID_PARAMETER, 400, "invalid_parameter"},
+        {ERR_INVALID_LAST_EVENT_ID, 400, "invalid_last_event_id"},
+        {ERR_UNAUTHORIZED, 401, "unauthorized"},
+        {ERR_NOT_FOUND, 404, "not_found"},
+        {ERR_METHOD_NOT_ALLOWED, 405, "method_not_allowed"},
+        {ERR_INVALID_TRANSITION, 409, "invalid_transition"},
+        {ERR_IDEMPOTENCY_KEY_REUSED, 409, "idempotency_key_reused"},
+        {ERR_PRECONDITION_FAILED, 412, "precondition_failed"},
+        {ERR_PAYLOAD_TOO_LARGE, 413, "payload_too_large"},
+        {ERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type"},
+        {ERR_VALIDATION_FAILED, 422, "validation_failed"},
+        {ERR_UNAVAILABLE, 503, "unavailable"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        error_set(&e, table[i].kind, "m");
+        reply_error(&r, &e);
+        char want[128];
+        snprintf(want, sizeof want, "{\"error\":{\"code\":\"%s\",\"message\":\"m\"}}",
+                 table[i].code);
+        ok(r.status == table[i].status && strcmp(buf_str(&r.body), want) == 0,
+           "reply_error %s: %d and its body", table[i].code, table[i].status);
+        if (r.status != table[i].status || strcmp(buf_str(&r.body), want) != 0)
+            diag("  got %d %s", r.status, buf_str(&r.body));
+    }
+
+    /* A message cut by error_set's buffer in the middle of a character. */
+    static const char *const chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    for (size_t c = 0; c < 3; c++) {
+        for (size_t pad = 0; pad < 4; pad++) {
+            char original[600];
+            memset(original, 'a', pad);
+            original[pad] = '\0';
+            while (strlen(original) + 4 < sizeof original - 1)
+                strcat(original, chars[c]);
+            error_set(&e, ERR_NOT_FOUND, "%s", original);
+            bool cut = !utf8_valid(e.message, strlen(e.message));
+            reply_error(&r, &e);
+            const char *body = buf_str(&r.body);
+            char *msg = error_message_of(&r);
+            size_t mlen = msg ? strlen(msg) : 0;
+            ok(r.status == 404 && utf8_valid(body, r.body.len) && msg
+                   && utf8_valid(msg, mlen) && strncmp(msg, original, mlen) == 0
+                   && mlen + strlen(chars[c]) > sizeof e.message - 1,
+               "reply_error: %zu-byte characters after %zu pad bytes%s: valid UTF-8, only the "
+               "broken character dropped (%zu bytes kept)",
+               strlen(chars[c]), pad, cut ? " (cut mid-character)" : "", mlen);
+            free(msg);
+        }
+    }
+
+    /* A message that quotes invalid bytes still gives valid JSON text. */
+    error_set(&e, ERR_VALIDATION_FAILED, "%s is not a known field", "bad\xff");
+    reply_error(&r, &e);
+    char *msg = error_message_of(&r);
+    ok(msg && utf8_valid(buf_str(&r.body), r.body.len),
+       "reply_error: message with an invalid byte still gives a valid UTF-8 JSON body (%s)",
+       buf_str(&r.body));
+    free(msg);
+
+    reply_free(&r);
+}
+
+int main(void)
+{
+    test_etag();
+    test_is_json();
+    test_reply_error();
+    return done_testing();
+}
