@@ -100,7 +100,7 @@ static int read_tokens(const char *path, struct digest_set *set, struct stat *st
         if (s == e || *s == '#')
             continue;
         uint8_t d[SHA256_LEN];
-        if ((size_t)(e - s) > 7 && strncmp(s, "sha256:", 7) == 0) {
+        if ((size_t)(e - s) >= 7 && strncmp(s, "sha256:", 7) == 0) {
             if (parse_hash(s + 7, (size_t)(e - s - 7), d) != 0) {
                 snprintf(err, errlen, "ORDERS_TOKENS_FILE %s line %d: sha256: needs 64 hex digits",
                          path, lineno);

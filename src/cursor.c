@@ -80,6 +80,8 @@ int cursor_decode(const char *s, long long *seq)
         return -1;
     plain[n] = '\0';
     const char *p = (const char *)plain;
+    if (strlen(p) != (size_t)n)
+        return -1;
     if (strncmp(p, "o1.", 3) != 0)
         return -1;
     p += 3;

@@ -1,6 +1,5 @@
 #include "http.h"
 
-#include <ctype.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -144,23 +143,28 @@ int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *
 
 bool http_etag_matches(const char *header, long long version)
 {
+    if (version < 1)
+        return false;       /* versions start at 1 */
+    char tag[24];
+    int tag_len = snprintf(tag, sizeof tag, "%lld", version);
     const char *p = header;
     while (*p) {
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
+        if (*p == '\0')
+            break;
         if (*p == '*')
             return true;
         if (p[0] == 'W' && p[1] == '/')
             p += 2;
         if (*p != '"')
             return false;
-        char *end;
-        long long v = strtoll(p + 1, &end, 10);
-        if (end != p + 1 && *end == '"' && v == version && isdigit((unsigned char)p[1]))
-            return true;
         const char *close = strchr(p + 1, '"');
         if (!close)
             return false;
+        /* Entity tags compare as strings: "03" is not "3". */
+        if (close - (p + 1) == tag_len && memcmp(p + 1, tag, (size_t)tag_len) == 0)
+            return true;
         p = close + 1;
     }
     return false;

@@ -265,6 +265,7 @@ static int parse_currency(json_object *v, struct order_input *in, struct error *
 static int parse_status(json_object *v, struct order_input *in, struct error *err)
 {
     if (!json_object_is_type(v, json_type_string)
+        || strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)
         || order_status_parse(json_object_get_string(v), &in->status))
         return error_set(err, ERR_VALIDATION_FAILED,
                          "status must be one of pending, paid, shipped, delivered, cancelled");
@@ -335,6 +336,39 @@ static int fill_defaults(struct order_input *in, struct error *err)
     return 0;
 }
 
+/* json-c cuts object keys at an escaped NUL ("a\u0000b" reads as "a"), so
+ * that such a key would pass for another. Finds a key holding \u0000 and
+ * copies the part before it into name; NUL in values is caught by the
+ * checks of each field, which know its name. */
+static bool key_has_nul(const char *body, size_t len, char *name, size_t name_cap)
+{
+    size_t i = 0;
+    while (i < len) {
+        if (body[i++] != '"')
+            continue;
+        size_t start = i, nul_at = 0;
+        bool nul = false;
+        while (i < len && body[i] != '"') {
+            if (body[i] == '\\' && i + 1 < len) {
+                if (!nul && body[i + 1] == 'u' && i + 5 < len && memcmp(body + i + 2, "0000", 4) == 0) {
+                    nul = true;
+                    nul_at = i;
+                }
+                i++;
+            }
+            i++;
+        }
+        i++;
+        while (i < len && is_space(body[i]))
+            i++;
+        if (nul && i < len && body[i] == ':') {
+            snprintf(name, name_cap, "%.*s", (int)(nul_at - start), body + start);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Parses the whole body as one JSON object, refusing trailing bytes. */
 static json_object *parse_object(const char *body, size_t len, struct error *err)
 {
@@ -344,6 +378,11 @@ static json_object *parse_object(const char *body, size_t len, struct error *err
     }
     if (!utf8_valid(body, len)) {
         error_set(err, ERR_INVALID_JSON, "the request body is not valid UTF-8");
+        return NULL;
+    }
+    char key[48];
+    if (key_has_nul(body, len, key, sizeof key)) {
+        error_set(err, ERR_VALIDATION_FAILED, "field name %s\\u0000… must not contain NUL", key);
         return NULL;
     }
     json_tokener *tok = json_tokener_new_ex(JSON_DEPTH_MAX);

@@ -377,7 +377,7 @@ static void test_validation(void)
     refused("{\"items\":[{\"sku\":\"A\",\"name\":\"B\",\"qty\":1,\"unitPriceCents\":1,\"color\":\"red\"}]}",
             false, ERR_VALIDATION_FAILED, "color", "unknown item field");
     refused("{\"items\":[{\"sku\":\"A\",\"name\":\"B\",\"qty\":1,\"unitPriceCents\":1,\"qty\\u0000x\":5}]}",
-            false, ERR_VALIDATION_FAILED, "items[0]", "item field name with \\u0000");
+            false, ERR_VALIDATION_FAILED, "qty", "item field name with \\u0000 (named by the key before the NUL)");
     refused("{\"items\":[{\"sku\":\"A\",\"name\":\"B\",\"qty\":1}]}", false,
             ERR_VALIDATION_FAILED, "items[0].unitPriceCents", "item without unitPriceCents");
     refused("{\"items\":[{\"name\":\"B\",\"qty\":1,\"unitPriceCents\":1}]}", false,
