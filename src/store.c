@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -126,20 +127,31 @@ static int fail(struct store *s, sqlite3_stmt *st, int rc, struct error *err)
     return db_error(s->db, rc, err);
 }
 
+/* The threads of one process take turns at writing here, before SQLite's
+ * lock: SQLite's busy handler waits by sleeping (1, 2, 5, 10 … ms), which
+ * would turn every collision between two threads into milliseconds. The
+ * busy timeout is left for other processes. Every begin() is paired with
+ * one commit() or rollback(), which release the mutex. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int begin(struct store *s, struct error *err)
 {
+    pthread_mutex_lock(&write_lock);
     int rc = db_step_done(s->stmt[ST_BEGIN_IMMEDIATE]);
-    return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
+    if (rc == SQLITE_DONE)
+        return 0;
+    pthread_mutex_unlock(&write_lock);
+    return fail(s, NULL, rc, err);
 }
 
 static int commit(struct store *s, struct error *err)
 {
     int rc = db_step_done(s->stmt[ST_COMMIT]);
-    if (rc == SQLITE_DONE)
-        return 0;
     /* A failed COMMIT (busy) leaves the transaction open: end it. */
-    db_step_done(s->stmt[ST_ROLLBACK]);
-    return fail(s, NULL, rc, err);
+    if (rc != SQLITE_DONE)
+        db_step_done(s->stmt[ST_ROLLBACK]);
+    pthread_mutex_unlock(&write_lock);
+    return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
 }
 
 /* Returns -1 so that error paths can `return rollback(s);` after err is set. */
@@ -147,6 +159,7 @@ static int rollback(struct store *s)
 {
     if (!sqlite3_get_autocommit(s->db))
         db_step_done(s->stmt[ST_ROLLBACK]);
+    pthread_mutex_unlock(&write_lock);
     return -1;
 }
 

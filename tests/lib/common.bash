@@ -587,6 +587,38 @@ post_refused() {
 		--data-binary "$json" "$@"
 }
 
+# ---------------------------------------------------------------- soft assertions
+
+SOFT_FAILS=()
+
+# soft CMD...: run an assertion (a function that fails the test) in a subshell;
+# on failure record its message and go on, so that one run of a loop of bad
+# inputs reports every input that is mishandled. Call soft_done at the end.
+soft() {
+	local out rc t
+	t=$(trap -p ERR)
+	trap - ERR
+	set +e
+	out=$(
+		set -e
+		"$@" 2>&1
+	)
+	rc=$?
+	set -e
+	eval "$t"
+	if ((rc)); then
+		SOFT_FAILS+=("$out")
+	fi
+	return 0
+}
+
+soft_done() {
+	local n=${#SOFT_FAILS[@]}
+	((n == 0)) && return 0
+	fail "$n check(s) failed:
+$(printf '%s\n-----\n' "${SOFT_FAILS[@]}")"
+}
+
 # ---------------------------------------------------------------- orders
 
 ITEM1='{"sku":"BK-001","name":"Notebook","qty":2,"unitPriceCents":1299}'
