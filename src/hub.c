@@ -61,6 +61,7 @@ struct hub {
     pthread_mutex_t lock;       /* guards adoptions */
     struct adoption *adoptions;
     atomic_long count;          /* open streams, adopted ones included */
+    atomic_bool stopping;       /* hub_stop(): end every stream, then exit */
     long long head;             /* the newest event id the hub has read */
     struct stream *streams;
     long long db_error_logged_ms;
@@ -427,6 +428,16 @@ static void on_readable(struct hub *hub, struct stream *s)
     }
 }
 
+/* Ends every stream after its last complete event. */
+static void end_all(struct hub *hub, long long now)
+{
+    for (struct stream *s = hub->streams, *next; s; s = next) {
+        next = s->next;
+        end_stream(s);
+        flush(hub, s, now);
+    }
+}
+
 static void *hub_main(void *arg)
 {
     struct hub *hub = arg;
@@ -467,6 +478,11 @@ static void *hub_main(void *arg)
         if (now >= next_tick) {
             tick(hub, now);
             next_tick = now + TICK_MS;
+        }
+        if (atomic_load(&hub->stopping)) {
+            end_all(hub, now);
+            if (!hub->streams)
+                break;
         }
     }
     return NULL;
@@ -529,6 +545,8 @@ static z_stream *new_gzip(void)
 
 int hub_adopt(struct hub *hub, FCGX_Request *req, struct stream_request *sr, struct error *err)
 {
+    if (atomic_load(&hub->stopping))
+        return error_set(err, ERR_UNAVAILABLE, "the service is restarting, try again");
     if (atomic_fetch_add(&hub->count, 1) >= hub->cfg->max_streams) {
         atomic_fetch_sub(&hub->count, 1);
         return error_set(err, ERR_UNAVAILABLE, "too many open streams, try again later");
@@ -573,6 +591,28 @@ int hub_adopt(struct hub *hub, FCGX_Request *req, struct stream_request *sr, str
     pthread_mutex_unlock(&hub->lock);
     hub_notify(hub);
     return 0;
+}
+
+void hub_stop(struct hub *hub)
+{
+    atomic_store(&hub->stopping, true);
+    hub_notify(hub);
+}
+
+void hub_wait(struct hub *hub, long long timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    /* A stream whose client does not read may hold it up: give up then. */
+    pthread_timedjoin_np(hub->thread, NULL, &deadline);
 }
 
 void hub_notify(struct hub *hub)

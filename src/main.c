@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,8 +21,35 @@
 #include "store.h"
 
 #define PRUNE_INTERVAL_S 1
+#define STOP_DEADLINE_MS 4500   /* web servers wait about 5 s before SIGKILL */
 
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Stopping: the thread blocked in accept() must be interrupted, and libfcgi
+ * only gives up an accept() that a signal interrupted once
+ * FCGX_ShutdownPending() was called. The accepting thread is the one that
+ * holds accept_lock; it names itself here. */
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool stopping;
+static bool accepting;
+static pthread_t accepting_thread;
+static int workers_running;
+
+static void set_accepting(bool on)
+{
+    pthread_mutex_lock(&state_lock);
+    accepting = on;
+    accepting_thread = pthread_self();
+    pthread_mutex_unlock(&state_lock);
+}
+
+static bool is_stopping(void)
+{
+    pthread_mutex_lock(&state_lock);
+    bool s = stopping;
+    pthread_mutex_unlock(&state_lock);
+    return s;
+}
 
 static void die(const char *msg)
 {
@@ -33,17 +61,25 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     FCGX_Request req;
-    if (FCGX_InitRequest(&req, 0, 0) != 0)
+    if (FCGX_InitRequest(&req, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
         die("cannot set up a FastCGI request");
     for (;;) {
         pthread_mutex_lock(&accept_lock);
-        int rc = FCGX_Accept_r(&req);
+        int rc = -1;
+        if (!is_stopping()) {
+            set_accepting(true);
+            rc = FCGX_Accept_r(&req);
+            set_accepting(false);
+        }
         pthread_mutex_unlock(&accept_lock);
         if (rc < 0)
             break;
         routes_handle(w, &req);
         FCGX_Finish_r(&req);
     }
+    pthread_mutex_lock(&state_lock);
+    workers_running--;
+    pthread_mutex_unlock(&state_lock);
     return NULL;
 }
 
@@ -95,6 +131,46 @@ static void migrate(const struct config *cfg)
         die("cannot close the database after migrating it");
 }
 
+static void on_wake(int sig)
+{
+    (void)sig;      /* only there to interrupt accept() */
+}
+
+static long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SIGTERM (lighttpd restart, apachectl graceful, mod_fcgid reaping) and
+ * SIGINT: stop accepting, let the requests in flight finish, end every
+ * stream after a complete event, and exit within STOP_DEADLINE_MS. */
+static void wait_and_stop(const sigset_t *stop_signals, struct hub *hub)
+{
+    int sig;
+    while (sigwait(stop_signals, &sig) != 0)
+        ;
+    long long deadline = monotonic_ms() + STOP_DEADLINE_MS;
+    pthread_mutex_lock(&state_lock);
+    stopping = true;
+    pthread_mutex_unlock(&state_lock);
+    FCGX_ShutdownPending();
+    hub_stop(hub);
+    for (;;) {
+        pthread_mutex_lock(&state_lock);
+        int running = workers_running;
+        if (accepting)
+            pthread_kill(accepting_thread, SIGUSR1);
+        pthread_mutex_unlock(&state_lock);
+        if (running == 0 || monotonic_ms() >= deadline)
+            break;
+        usleep(20 * 1000);
+    }
+    hub_wait(hub, deadline - monotonic_ms());
+    exit(0);
+}
+
 static void usage(void)
 {
     fputs("usage: orders.fcgi [--migrate]\n"
@@ -139,6 +215,17 @@ int main(int argc, char **argv)
 
     /* A vanished client shows as a failed write, not as a signal. */
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction wake = {.sa_handler = on_wake};   /* no SA_RESTART */
+    sigemptyset(&wake.sa_mask);
+    if (sigaction(SIGUSR1, &wake, NULL) != 0)
+        die("cannot install the SIGUSR1 handler");
+    /* Only the main thread takes the stop signals, in sigwait(). */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0)
+        die("cannot block the stop signals");
 
     if (!(svc.hub = hub_start(&cfg, err, sizeof err)))
         die(err);
@@ -147,9 +234,9 @@ int main(int argc, char **argv)
     pthread_t *threads = calloc((size_t)cfg.threads, sizeof *threads);
     if (!threads)
         die("out of memory");
+    workers_running = (int)cfg.threads;
     for (long i = 0; i < cfg.threads; i++)
         start_thread(&threads[i], worker_main, new_worker(&svc));
-    for (long i = 0; i < cfg.threads; i++)
-        pthread_join(threads[i], NULL);
+    wait_and_stop(&stop_signals, svc.hub);
     return 0;
 }
