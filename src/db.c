@@ -9,7 +9,8 @@ static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
 {
     int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "%s failed: %s", sql, sqlite3_errmsg(db));
+        snprintf(err, errlen, "ORDERS_DB %s: %s (%s)", sqlite3_db_filename(db, "main"),
+                 sqlite3_errmsg(db), sql);
         return -1;
     }
     return 0;

@@ -418,8 +418,11 @@ api() {
 	local -a m=(-X "$method")
 	[[ $method == HEAD ]] && m=(-I)
 	STATUS=$(curl -sS --path-as-is -g -H 'Expect:' --max-time "${API_TIMEOUT:-20}" \
-		"${m[@]}" -o "$API_BODY_FILE" -D "$hf" -w '%{http_code}' "$@" "$API_BASE$path" 2>"$d/api-stderr") || true
+		"${m[@]}" -o "$API_BODY_FILE" -D "$hf" -w '%{http_code} %{time_total}' "$@" "$API_BASE$path" 2>"$d/api-stderr") || true
 	[[ -n $STATUS ]] || STATUS=000
+	# ORDERS_TEST_TRACE=FILE: log every request with its time
+	[[ -z ${ORDERS_TEST_TRACE:-} ]] || printf '%s %s %s\n' "$STATUS" "$method" "${path:0:120}" >>"$ORDERS_TEST_TRACE"
+	STATUS=${STATUS%% *}
 	BODY=$(cat "$API_BODY_FILE")
 	# keep only the last header block (skip 1xx blocks)
 	HEADERS=$(tr -d '\r' <"$hf" | awk '/^HTTP\//{blk=""} {blk=blk $0 "\n"} END{printf "%s", blk}')
