@@ -599,7 +599,7 @@ void hub_stop(struct hub *hub)
     hub_notify(hub);
 }
 
-void hub_wait(struct hub *hub, long long timeout_ms)
+int hub_wait(struct hub *hub, long long timeout_ms)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -612,7 +612,28 @@ void hub_wait(struct hub *hub, long long timeout_ms)
         deadline.tv_nsec -= 1000000000;
     }
     /* A stream whose client does not read may hold it up: give up then. */
-    pthread_timedjoin_np(hub->thread, NULL, &deadline);
+    return pthread_timedjoin_np(hub->thread, NULL, &deadline) == 0 ? 0 : -1;
+}
+
+void hub_free(struct hub *hub)
+{
+    pthread_mutex_lock(&hub->lock);
+    struct adoption *a = hub->adoptions;
+    hub->adoptions = NULL;
+    pthread_mutex_unlock(&hub->lock);
+    while (a) {
+        struct adoption *next = a->next;
+        close(a->stream->fd);
+        free_stream(a->stream);
+        buf_free(&a->headers);
+        free(a);
+        a = next;
+    }
+    pthread_mutex_destroy(&hub->lock);
+    close(hub->epfd);
+    close(hub->wakefd);
+    eventlog_close(hub->log);
+    free(hub);
 }
 
 void hub_notify(struct hub *hub)

@@ -47,8 +47,10 @@ void hub_notify(struct hub *hub);
 long hub_stream_count(struct hub *hub);
 
 /* Ends every stream after a complete event and stops the hub thread once
- * they are written; hub_wait() waits for that, at most timeout_ms. */
+ * they are written; hub_wait() waits for that, at most timeout_ms, and
+ * returns 0 when the thread has ended. Only then may hub_free() run. */
 void hub_stop(struct hub *hub);
-void hub_wait(struct hub *hub, long long timeout_ms);
+int hub_wait(struct hub *hub, long long timeout_ms);
+void hub_free(struct hub *hub);
 
 #endif

@@ -20,7 +20,7 @@
 #include "service.h"
 #include "store.h"
 
-#define PRUNE_INTERVAL_S 1
+#define PRUNE_INTERVAL_MS 1000
 #define STOP_DEADLINE_MS 4500   /* web servers wait about 5 s before SIGKILL */
 
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,6 +57,12 @@ static void die(const char *msg)
     exit(1);
 }
 
+static void free_worker(struct worker *w)
+{
+    store_close(w->store);
+    free(w);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -77,6 +83,8 @@ static void *worker_main(void *arg)
         routes_handle(w, &req);
         FCGX_Finish_r(&req);
     }
+    FCGX_Free(&req, 1);
+    free_worker(w);
     pthread_mutex_lock(&state_lock);
     workers_running--;
     pthread_mutex_unlock(&state_lock);
@@ -88,12 +96,14 @@ static void *worker_main(void *arg)
 static void *pruner_main(void *arg)
 {
     struct worker *w = arg;
-    for (;;) {
+    while (!is_stopping()) {
         struct error err;
         if (store_prune(w->store, w->svc->cfg->retain_events, &err) < 0)
             fprintf(stderr, "orders: pruning the event log failed: %s\n", err.message);
-        sleep(PRUNE_INTERVAL_S);
+        for (int slept = 0; slept < PRUNE_INTERVAL_MS && !is_stopping(); slept += 50)
+            usleep(50 * 1000);
     }
+    free_worker(w);
     return NULL;
 }
 
@@ -146,7 +156,7 @@ static long long monotonic_ms(void)
 /* SIGTERM (lighttpd restart, apachectl graceful, mod_fcgid reaping) and
  * SIGINT: stop accepting, let the requests in flight finish, end every
  * stream after a complete event, and exit within STOP_DEADLINE_MS. */
-static void wait_and_stop(const sigset_t *stop_signals, struct hub *hub)
+static bool wait_and_stop(const sigset_t *stop_signals, struct hub *hub)
 {
     int sig;
     while (sigwait(stop_signals, &sig) != 0)
@@ -167,8 +177,7 @@ static void wait_and_stop(const sigset_t *stop_signals, struct hub *hub)
             break;
         usleep(20 * 1000);
     }
-    hub_wait(hub, deadline - monotonic_ms());
-    exit(0);
+    return hub_wait(hub, deadline - monotonic_ms()) == 0 && monotonic_ms() < deadline;
 }
 
 static void usage(void)
@@ -237,6 +246,16 @@ int main(int argc, char **argv)
     workers_running = (int)cfg.threads;
     for (long i = 0; i < cfg.threads; i++)
         start_thread(&threads[i], worker_main, new_worker(&svc));
-    wait_and_stop(&stop_signals, svc.hub);
+    /* After a clean stop every thread has ended: free what they shared, so
+     * that LeakSanitizer sees nothing. Otherwise exit with them running. */
+    if (wait_and_stop(&stop_signals, svc.hub)) {
+        for (long i = 0; i < cfg.threads; i++)
+            pthread_join(threads[i], NULL);
+        pthread_join(pruner, NULL);
+        hub_free(svc.hub);
+        auth_free(svc.auth);
+        free(threads);
+        config_free(&cfg);
+    }
     return 0;
 }
