@@ -37,7 +37,13 @@ sqlite3 *db_open(const struct config *cfg, int create, char *err, size_t errlen)
     if (exec_pragma(db, sql, err, errlen)
         || exec_pragma(db, cfg->sync == SYNC_FULL ? "PRAGMA synchronous = FULL"
                                                   : "PRAGMA synchronous = NORMAL", err, errlen)
-        || exec_pragma(db, "PRAGMA recursive_triggers = OFF", err, errlen)) {
+        || exec_pragma(db, "PRAGMA recursive_triggers = OFF", err, errlen)
+        /* Reads through the map cost no system call, and a connection whose
+         * page cache another connection's commit made stale refills fast. */
+        || exec_pragma(db, "PRAGMA mmap_size = 268435456", err, errlen)
+        /* Checkpoints run in the background (store_checkpoint), not in the
+         * request that happens to cross the WAL's threshold. */
+        || exec_pragma(db, "PRAGMA wal_autocheckpoint = 0", err, errlen)) {
         sqlite3_close(db);
         return NULL;
     }

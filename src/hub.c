@@ -229,9 +229,23 @@ static void log_db_error(struct hub *hub, const char *what)
     fprintf(stderr, "orders: stream hub: %s; streams stay open and catch up later\n", what);
 }
 
+/* With no stream open the hub reads nothing, and a first stream starts
+ * from the current head. data_version is read first, so a commit made
+ * between the two reads is either in the head or seen by the next poll. */
+static void rebase(struct hub *hub)
+{
+    bool changed;
+    long long pruned_through;
+    if (eventlog_changed(hub->log, &changed) != 0
+        || eventlog_bounds(hub->log, &hub->head, &pruned_through) != 0)
+        log_db_error(hub, "the database did not answer");
+}
+
 /* Reads every event committed since the last look and fans it out. */
 static void poll_log(struct hub *hub, long long now)
 {
+    if (!hub->streams)
+        return;
     bool changed;
     if (eventlog_changed(hub->log, &changed) != 0) {
         log_db_error(hub, "the database did not answer");
@@ -372,7 +386,10 @@ static void take_adoptions(struct hub *hub, long long now)
         reversed = list;
         list = next;
     }
-    poll_log(hub, now);
+    if (!hub->streams)
+        rebase(hub);
+    else
+        poll_log(hub, now);
     while (reversed) {
         struct adoption *next = reversed->next;
         begin_stream(hub, reversed, now);
@@ -467,9 +484,10 @@ static void *hub_main(void *arg)
             if (events[i].events & EPOLLOUT)
                 flush(hub, s, now);
         }
-        if (woken)
-            take_adoptions(hub, now);
-        if (woken || now >= next_poll) {
+        if (woken) {
+            take_adoptions(hub, now);       /* reads the log too */
+            next_poll = now + hub->cfg->poll_ms;
+        } else if (now >= next_poll) {
             poll_log(hub, now);
             next_poll = now + hub->cfg->poll_ms;
         }
@@ -486,6 +504,14 @@ static void *hub_main(void *arg)
         }
     }
     return NULL;
+}
+
+static void wake(struct hub *hub)
+{
+    uint64_t one = 1;
+    /* Only fails when the counter is full, and then the hub wakes anyway. */
+    if (write(hub->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
+        fprintf(stderr, "orders: cannot wake the stream hub: %s\n", strerror(errno));
 }
 
 struct hub *hub_start(const struct config *cfg, char *err, size_t errlen)
@@ -589,14 +615,14 @@ int hub_adopt(struct hub *hub, FCGX_Request *req, struct stream_request *sr, str
     a->next = hub->adoptions;
     hub->adoptions = a;
     pthread_mutex_unlock(&hub->lock);
-    hub_notify(hub);
+    wake(hub);
     return 0;
 }
 
 void hub_stop(struct hub *hub)
 {
     atomic_store(&hub->stopping, true);
-    hub_notify(hub);
+    wake(hub);
 }
 
 int hub_wait(struct hub *hub, long long timeout_ms)
@@ -638,10 +664,9 @@ void hub_free(struct hub *hub)
 
 void hub_notify(struct hub *hub)
 {
-    uint64_t one = 1;
-    /* Only fails when the counter is full, and then the hub wakes anyway. */
-    if (write(hub->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
-        fprintf(stderr, "orders: cannot wake the stream hub: %s\n", strerror(errno));
+    /* Nobody to tell: without streams the hub reads nothing. */
+    if (atomic_load(&hub->count) > 0)
+        wake(hub);
 }
 
 long hub_stream_count(struct hub *hub)

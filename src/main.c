@@ -21,6 +21,7 @@
 #include "store.h"
 
 #define PRUNE_INTERVAL_MS 1000
+#define CHECKPOINT_INTERVAL_MS 200
 #define STOP_DEADLINE_MS 4500   /* web servers wait about 5 s before SIGKILL */
 
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -91,8 +92,8 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Keeps the event log at ORDERS_RETAIN_EVENTS in the background, in small
- * transactions, so that no request pays for it. */
+/* Keeps the event log at ORDERS_RETAIN_EVENTS and checkpoints the WAL, in
+ * the background, so that no request pays for either. */
 static void *pruner_main(void *arg)
 {
     struct worker *w = arg;
@@ -100,8 +101,12 @@ static void *pruner_main(void *arg)
         struct error err;
         if (store_prune(w->store, w->svc->cfg->retain_events, &err) < 0)
             fprintf(stderr, "orders: pruning the event log failed: %s\n", err.message);
-        for (int slept = 0; slept < PRUNE_INTERVAL_MS && !is_stopping(); slept += 50)
-            usleep(50 * 1000);
+        for (int slept = 0; slept < PRUNE_INTERVAL_MS && !is_stopping();
+             slept += CHECKPOINT_INTERVAL_MS) {
+            if (store_checkpoint(w->store, &err) != 0)
+                fprintf(stderr, "orders: checkpoint failed: %s\n", err.message);
+            usleep(CHECKPOINT_INTERVAL_MS * 1000);
+        }
     }
     free_worker(w);
     return NULL;
@@ -238,6 +243,8 @@ int main(int argc, char **argv)
 
     if (!(svc.hub = hub_start(&cfg, err, sizeof err)))
         die(err);
+    if (!(svc.writer = store_open(&cfg, err, sizeof err)))
+        die(err);
     pthread_t pruner;
     start_thread(&pruner, pruner_main, new_worker(&svc));
     pthread_t *threads = calloc((size_t)cfg.threads, sizeof *threads);
@@ -253,6 +260,7 @@ int main(int argc, char **argv)
             pthread_join(threads[i], NULL);
         pthread_join(pruner, NULL);
         hub_free(svc.hub);
+        store_close(svc.writer);
         auth_free(svc.auth);
         free(threads);
         config_free(&cfg);

@@ -209,7 +209,7 @@ static int create_order(struct call *c)
         char body_sha[2 * SHA256_LEN + 1];
         sha256_hex(buf_str(&body), body.len, body_sha);
         struct order_doc doc;
-        rc = store_create(c->w->store, &in, key, body_sha, &doc, &c->reply.body, &c->err);
+        rc = store_create(c->w->svc->writer, &in, key, body_sha, &doc, &c->reply.body, &c->err);
         order_input_free(&in);
         if (rc == 0) {
             if (!doc.replayed)
@@ -234,7 +234,7 @@ static int patch_order(struct call *c)
     if (rc)
         return -1;
     struct order_doc doc;
-    rc = store_patch(c->w->store, c->id, &in, param(c, "HTTP_IF_MATCH"), &doc, &c->reply.body,
+    rc = store_patch(c->w->svc->writer, c->id, &in, param(c, "HTTP_IF_MATCH"), &doc, &c->reply.body,
                      &c->err);
     order_input_free(&in);
     if (rc)
@@ -250,7 +250,7 @@ static int delete_order(struct call *c)
     struct buf body = BUF_INIT;
     int rc = http_read_body(c->req, c->w->svc->cfg->max_body, &body, &c->err);
     buf_free(&body);
-    if (rc || store_delete(c->w->store, c->id, param(c, "HTTP_IF_MATCH"), &c->err))
+    if (rc || store_delete(c->w->svc->writer, c->id, param(c, "HTTP_IF_MATCH"), &c->err))
         return -1;
     hub_notify(c->w->svc->hub);
     c->reply.status = 204;

@@ -13,6 +13,7 @@ struct service {
     const struct config *cfg;
     struct auth *auth;          /* NULL when writes are open */
     struct hub *hub;            /* the stream hub of this process */
+    struct store *writer;       /* the one connection all threads write with */
 };
 
 struct worker {

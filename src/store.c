@@ -496,3 +496,9 @@ long long store_prune(struct store *s, long long retain, struct error *err)
     }
     return deleted;
 }
+
+int store_checkpoint(struct store *s, struct error *err)
+{
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : db_error(s->db, rc, err);
+}

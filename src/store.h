@@ -1,7 +1,10 @@
 /* The orders and their event log in SQLite: every read and write the API
  * makes, as prepared statements owned by one connection. A store belongs to
- * one thread. Writes run in BEGIN IMMEDIATE transactions; the events they
- * cause are appended by the schema's triggers inside the same transaction. */
+ * one thread, with one exception: the writes (store_create, store_patch,
+ * store_delete) run wholly under the process's write mutex, so one store
+ * can serve the writes of every thread, and its page cache stays warm.
+ * Writes run in BEGIN IMMEDIATE transactions; the events they cause are
+ * appended by the schema's triggers inside the same transaction. */
 #ifndef ORDERS_STORE_H
 #define ORDERS_STORE_H
 
@@ -62,5 +65,9 @@ int store_head(struct store *s, long long *head, struct error *err);
  * 24 h, in small transactions so that writers never wait long. Returns the
  * number of events deleted, or -1. */
 long long store_prune(struct store *s, long long retain, struct error *err);
+
+/* Copies the WAL into the database as far as readers allow, without
+ * waiting for anyone (a passive checkpoint). */
+int store_checkpoint(struct store *s, struct error *err);
 
 #endif
