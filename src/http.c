@@ -170,13 +170,13 @@ bool http_etag_matches(const char *header, long long version)
     return false;
 }
 
-bool http_is_json(const char *ct)
+bool http_is_json(const char *ct, bool merge_patch)
 {
     if (!ct)
         return false;
     size_t len;
     if (strncasecmp(ct, "application/json", len = 16) != 0
-        && strncasecmp(ct, "application/merge-patch+json", len = 28) != 0)
+        && (!merge_patch || strncasecmp(ct, "application/merge-patch+json", len = 28) != 0))
         return false;
     const char *p = ct + len;
     while (*p == ' ' || *p == '\t')

@@ -42,8 +42,8 @@ int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *
  * or is "*". */
 bool http_etag_matches(const char *header, long long version);
 
-/* True for application/json or application/merge-patch+json, with at most a
- * charset=utf-8 parameter. */
-bool http_is_json(const char *content_type);
+/* True for application/json (or application/merge-patch+json when
+ * merge_patch is set), with at most a charset=utf-8 parameter. */
+bool http_is_json(const char *content_type, bool merge_patch);
 
 #endif

@@ -369,6 +369,43 @@ static bool key_has_nul(const char *body, size_t len, char *name, size_t name_ca
     return false;
 }
 
+/* json-c reads NaN and Infinity even in strict mode; JSON has no such
+ * words. True when a bare word other than true, false and null stands
+ * outside the strings. */
+static bool has_bare_word(const char *body, size_t len)
+{
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = body[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+            continue;
+        }
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+            size_t start = i;
+            while (i < len && ((body[i] >= 'a' && body[i] <= 'z') || (body[i] >= 'A' && body[i] <= 'Z')))
+                i++;
+            size_t n = i - start;
+            /* e and E belong to numbers such as 1e3 */
+            bool exponent = n == 1 && (c == 'e' || c == 'E') && start > 0
+                            && body[start - 1] >= '0' && body[start - 1] <= '9';
+            if (!exponent && !(n == 4 && memcmp(body + start, "true", 4) == 0)
+                && !(n == 5 && memcmp(body + start, "false", 5) == 0)
+                && !(n == 4 && memcmp(body + start, "null", 4) == 0))
+                return true;
+            i--;
+        }
+    }
+    return false;
+}
+
 /* Parses the whole body as one JSON object, refusing trailing bytes. */
 static json_object *parse_object(const char *body, size_t len, struct error *err)
 {
@@ -378,6 +415,10 @@ static json_object *parse_object(const char *body, size_t len, struct error *err
     }
     if (!utf8_valid(body, len)) {
         error_set(err, ERR_INVALID_JSON, "the request body is not valid UTF-8");
+        return NULL;
+    }
+    if (has_bare_word(body, len)) {
+        error_set(err, ERR_INVALID_JSON, "the request body is not JSON: NaN, Infinity or another bare word");
         return NULL;
     }
     char key[48];

@@ -181,9 +181,11 @@ static int read_order_input(struct call *c, bool for_create, struct buf *body,
 {
     if (http_read_body(c->req, c->w->svc->cfg->max_body, body, &c->err))
         return -1;
-    if (!http_is_json(param(c, "CONTENT_TYPE")))
+    if (!http_is_json(param(c, "CONTENT_TYPE"), !for_create))
         return error_set(&c->err, ERR_UNSUPPORTED_MEDIA_TYPE,
-                         "Content-Type must be application/json");
+                         for_create ? "Content-Type must be application/json"
+                                    : "Content-Type must be application/json or "
+                                      "application/merge-patch+json");
     return order_input_parse(body->data ? body->data : "", body->len, for_create, in, &c->err);
 }
 

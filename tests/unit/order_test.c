@@ -226,6 +226,17 @@ static void test_invalid_json(void)
     refused_len("", 0, false, ERR_INVALID_JSON, "body", "empty body");
     refused("   \n", true, ERR_INVALID_JSON, "body", "whitespace only");
     refused("[1]", true, ERR_INVALID_JSON, "object", "[1]");
+    refused("{\"note\":NaN}", false, ERR_INVALID_JSON, "NaN", "NaN value");
+    refused("{\"note\":Infinity}", false, ERR_INVALID_JSON, "Infinity", "Infinity value");
+    refused("{\"note\":-Infinity}", false, ERR_INVALID_JSON, "Infinity", "-Infinity value");
+    refused("{\"note\":nul}", false, ERR_INVALID_JSON, "JSON", "misspelt null");
+    {
+        struct order_input in;
+        if (accepted("{\"note\":\"NaN\\\" Infinity\"}", false, &in, "NaN after an escaped quote is text")) {
+            is_str(in.note, "NaN\" Infinity", "the note keeps the words");
+            order_input_free(&in);
+        }
+    }
     refused("\"s\"", true, ERR_INVALID_JSON, "object", "\"s\"");
     refused("123", true, ERR_INVALID_JSON, "object", "123");
     refused("null", false, ERR_INVALID_JSON, "object", "null");
