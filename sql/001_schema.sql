@@ -79,9 +79,11 @@ END;
 
 -- Fires only when a field a client may change did change, so the UPDATE it
 -- makes itself (version, updated_at, total_cents) does not fire it again.
+-- The service's own UPDATE moves version, updated_at and total_cents in the
+-- same statement; a writer that did not (sqlite3 by hand) has them moved here.
 CREATE TRIGGER orders_updated AFTER UPDATE OF customer, items, currency, status, note ON orders
 WHEN OLD.customer IS NOT NEW.customer
-  OR json(OLD.items) IS NOT json(NEW.items)
+  OR OLD.items IS NOT NEW.items
   OR OLD.currency IS NOT NEW.currency
   OR OLD.status IS NOT NEW.status
   OR OLD.note IS NOT NEW.note
@@ -92,20 +94,26 @@ BEGIN
            total_cents = (SELECT coalesce(sum(json_extract(value, '$.qty')
                                               * json_extract(value, '$.unitPriceCents')), 0)
                             FROM json_each(NEW.items))
-     WHERE seq = NEW.seq;
-    -- The patch is the whole changed order minus the fields that stayed.
+     WHERE seq = NEW.seq AND NEW.version = OLD.version;
+    -- The patch holds the changed fields, then updatedAt and version. It is
+    -- put together from quoted pieces rather than JSON functions, which
+    -- would parse the whole order again on every change.
     INSERT INTO events (type, order_id, patch, ts)
     SELECT 'order.updated', o.id,
-           json_remove(json_object('customer', o.customer, 'items', json(o.items),
-                                   'totalCents', o.total_cents, 'currency', o.currency,
-                                   'status', o.status, 'note', o.note,
-                                   'updatedAt', o.updated_at, 'version', o.version),
-                       CASE WHEN OLD.customer IS o.customer THEN '$.customer' ELSE '$.-' END,
-                       CASE WHEN json(OLD.items) IS json(o.items) THEN '$.items' ELSE '$.-' END,
-                       CASE WHEN OLD.total_cents IS o.total_cents THEN '$.totalCents' ELSE '$.-' END,
-                       CASE WHEN OLD.currency IS o.currency THEN '$.currency' ELSE '$.-' END,
-                       CASE WHEN OLD.status IS o.status THEN '$.status' ELSE '$.-' END,
-                       CASE WHEN OLD.note IS o.note THEN '$.note' ELSE '$.-' END),
+           '{'
+           || CASE WHEN OLD.customer IS NOT o.customer
+                   THEN '"customer":' || json_quote(o.customer) || ',' ELSE '' END
+           || CASE WHEN OLD.items IS NOT o.items
+                   THEN '"items":' || json(o.items) || ',' ELSE '' END
+           || CASE WHEN OLD.total_cents IS NOT o.total_cents
+                   THEN '"totalCents":' || o.total_cents || ',' ELSE '' END
+           || CASE WHEN OLD.currency IS NOT o.currency
+                   THEN '"currency":' || json_quote(o.currency) || ',' ELSE '' END
+           || CASE WHEN OLD.status IS NOT o.status
+                   THEN '"status":' || json_quote(o.status) || ',' ELSE '' END
+           || CASE WHEN OLD.note IS NOT o.note
+                   THEN '"note":' || json_quote(o.note) || ',' ELSE '' END
+           || '"updatedAt":' || json_quote(o.updated_at) || ',"version":' || o.version || '}',
            CAST(strftime('%s', 'now') AS INTEGER) * 1000
            + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER)
       FROM orders o WHERE o.seq = NEW.seq;

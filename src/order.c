@@ -169,7 +169,8 @@ static int parse_customer(json_object *v, struct order_input *in, struct error *
 }
 
 /* Validates one item and appends its canonical form to items. */
-static int parse_item(json_object *item, size_t index, json_object *items, struct error *err)
+static int parse_item(json_object *item, size_t index, json_object *items,
+                      long long *total, struct error *err)
 {
     char field[48];
     if (!json_object_is_type(item, json_type_object))
@@ -209,6 +210,7 @@ static int parse_item(json_object *item, size_t index, json_object *items, struc
     if (check_integer(price, field, 0, PRICE_MAX, &price_n, err))
         return -1;
 
+    *total += qty_n * price_n;      /* at most 100 × 10^4 × 10^8: no overflow */
     json_object *out = json_object_new_object();
     if (!out)
         return error_set(err, ERR_INTERNAL, "out of memory");
@@ -234,7 +236,7 @@ static int parse_items(json_object *v, struct order_input *in, struct error *err
     if (!items)
         return error_set(err, ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        if (parse_item(json_object_array_get_idx(v, i), i, items, err)) {
+        if (parse_item(json_object_array_get_idx(v, i), i, items, &in->total_cents, err)) {
             json_object_put(items);
             return -1;
         }
@@ -369,41 +371,72 @@ static bool key_has_nul(const char *body, size_t len, char *name, size_t name_ca
     return false;
 }
 
-/* json-c reads NaN and Infinity even in strict mode; JSON has no such
- * words. True when a bare word other than true, false and null stands
- * outside the strings. */
-static bool has_bare_word(const char *body, size_t len)
+static bool is_digit(char c)
 {
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
+    return c >= '0' && c <= '9';
+}
+
+/* Skips one JSON number at body[*i] (RFC 8259 section 6). */
+static bool skip_number(const char *body, size_t len, size_t *i)
+{
+    size_t p = *i;
+    if (p < len && body[p] == '-')
+        p++;
+    if (p < len && body[p] == '0')
+        p++;
+    else if (p < len && is_digit(body[p]))
+        while (p < len && is_digit(body[p]))
+            p++;
+    else
+        return false;
+    if (p < len && body[p] == '.') {
+        if (++p >= len || !is_digit(body[p]))
+            return false;
+        while (p < len && is_digit(body[p]))
+            p++;
+    }
+    if (p < len && (body[p] == 'e' || body[p] == 'E')) {
+        p++;
+        if (p < len && (body[p] == '+' || body[p] == '-'))
+            p++;
+        if (p >= len || !is_digit(body[p]))
+            return false;
+        while (p < len && is_digit(body[p]))
+            p++;
+    }
+    *i = p;
+    return true;
+}
+
+/* json-c's strict mode still reads NaN, Infinity, "1." and "01". This
+ * checks the tokens outside strings against RFC 8259 before json-c sees
+ * them: numbers by the grammar, words only true, false and null. */
+static bool json_tokens_strict(const char *body, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
         char c = body[i];
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = false;
-            continue;
-        }
         if (c == '"') {
-            in_string = true;
-            continue;
-        }
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-            size_t start = i;
-            while (i < len && ((body[i] >= 'a' && body[i] <= 'z') || (body[i] >= 'A' && body[i] <= 'Z')))
-                i++;
-            size_t n = i - start;
-            /* e and E belong to numbers such as 1e3 */
-            bool exponent = n == 1 && (c == 'e' || c == 'E') && start > 0
-                            && body[start - 1] >= '0' && body[start - 1] <= '9';
-            if (!exponent && !(n == 4 && memcmp(body + start, "true", 4) == 0)
-                && !(n == 5 && memcmp(body + start, "false", 5) == 0)
-                && !(n == 4 && memcmp(body + start, "null", 4) == 0))
-                return true;
-            i--;
+            for (i++; i < len && body[i] != '"'; i++)
+                if (body[i] == '\\')
+                    i++;
+            i++;
+        } else if (c == '-' || is_digit(c)) {
+            if (!skip_number(body, len, &i))
+                return false;
+        } else if (c == 't' || c == 'f' || c == 'n') {
+            const char *word = c == 't' ? "true" : c == 'f' ? "false" : "null";
+            size_t n = strlen(word);
+            if (i + n > len || memcmp(body + i, word, n) != 0)
+                return false;
+            i += n;
+        } else if (strchr("{}[],: \t\r\n", c)) {
+            i++;
+        } else {
+            return false;
         }
     }
-    return false;
+    return true;
 }
 
 /* Parses the whole body as one JSON object, refusing trailing bytes. */
@@ -417,8 +450,8 @@ static json_object *parse_object(const char *body, size_t len, struct error *err
         error_set(err, ERR_INVALID_JSON, "the request body is not valid UTF-8");
         return NULL;
     }
-    if (has_bare_word(body, len)) {
-        error_set(err, ERR_INVALID_JSON, "the request body is not JSON: NaN, Infinity or another bare word");
+    if (!json_tokens_strict(body, len)) {
+        error_set(err, ERR_INVALID_JSON, "the request body is not JSON: a malformed number or word");
         return NULL;
     }
     char key[48];

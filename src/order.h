@@ -29,6 +29,7 @@ struct order_input {
     unsigned fields;            /* enum order_field bits present in the body */
     char *customer;             /* trimmed; owned */
     char *items_json;           /* compact JSON array, keys in SPEC order; owned */
+    long long total_cents;      /* sum of qty × unitPriceCents over items_json */
     char currency[4];
     enum order_status status;
     char *note;                 /* owned */

@@ -53,9 +53,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_INSERT] = "INSERT INTO orders (customer, items, currency, status, note) "
                   "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_GET_BY_SEQ] = "SELECT doc, version, id FROM order_documents WHERE seq = ?1",
+    /* Touches the row only when a value changes, and then moves version,
+     * updated_at and total_cents itself (see the orders_updated trigger). */
     [ST_UPDATE] = "UPDATE orders SET customer = coalesce(?2, customer), "
                   "items = coalesce(?3, items), currency = coalesce(?4, currency), "
-                  "status = coalesce(?5, status), note = coalesce(?6, note) WHERE id = ?1",
+                  "status = coalesce(?5, status), note = coalesce(?6, note), "
+                  "total_cents = coalesce(?7, total_cents), version = version + 1, "
+                  "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                  "WHERE id = ?1 AND (customer IS NOT coalesce(?2, customer) "
+                  "OR items IS NOT coalesce(?3, items) OR currency IS NOT coalesce(?4, currency) "
+                  "OR status IS NOT coalesce(?5, status) OR note IS NOT coalesce(?6, note))",
     [ST_DELETE] = "DELETE FROM orders WHERE id = ?1",
     [ST_EVENTS] = "SELECT json_object('eventId', id, 'type', type, 'id', order_id, "
                   "'patch', json(patch), 'ts', ts) FROM events WHERE id > ?1 "
@@ -369,8 +376,8 @@ int store_patch(struct store *s, const char *id, const struct order_input *in,
         return rollback(s);
     }
 
-    /* The schema's trigger bumps version and writes the event, and only
-     * when a value really changed: an idempotent patch leaves no trace. */
+    /* Only a real change touches the row, and the schema's trigger writes
+     * its event: a patch that changes nothing leaves no trace. */
     sqlite3_stmt *st = s->stmt[ST_UPDATE];
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     bind_text_or_null(st, 2, in->fields & FIELD_CUSTOMER ? in->customer : NULL);
@@ -378,6 +385,10 @@ int store_patch(struct store *s, const char *id, const struct order_input *in,
     bind_text_or_null(st, 4, in->fields & FIELD_CURRENCY ? in->currency : NULL);
     bind_text_or_null(st, 5, in->fields & FIELD_STATUS ? order_status_name(in->status) : NULL);
     bind_text_or_null(st, 6, in->fields & FIELD_NOTE ? in->note : NULL);
+    if (in->fields & FIELD_ITEMS)
+        sqlite3_bind_int64(st, 7, in->total_cents);
+    else
+        sqlite3_bind_null(st, 7);
     int rc = db_step_done(st);
     if (rc != SQLITE_DONE) {
         fail(s, NULL, rc, err);

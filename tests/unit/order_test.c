@@ -226,10 +226,17 @@ static void test_invalid_json(void)
     refused_len("", 0, false, ERR_INVALID_JSON, "body", "empty body");
     refused("   \n", true, ERR_INVALID_JSON, "body", "whitespace only");
     refused("[1]", true, ERR_INVALID_JSON, "object", "[1]");
-    refused("{\"note\":NaN}", false, ERR_INVALID_JSON, "NaN", "NaN value");
-    refused("{\"note\":Infinity}", false, ERR_INVALID_JSON, "Infinity", "Infinity value");
-    refused("{\"note\":-Infinity}", false, ERR_INVALID_JSON, "Infinity", "-Infinity value");
+    refused("{\"note\":NaN}", false, ERR_INVALID_JSON, "JSON", "NaN value");
+    refused("{\"note\":Infinity}", false, ERR_INVALID_JSON, "JSON", "Infinity value");
+    refused("{\"note\":-Infinity}", false, ERR_INVALID_JSON, "JSON", "-Infinity value");
     refused("{\"note\":nul}", false, ERR_INVALID_JSON, "JSON", "misspelt null");
+    refused("{\"items\":[{\"qty\":1.}]}", false, ERR_INVALID_JSON, "JSON", "number 1.");
+    refused("{\"items\":[{\"qty\":01}]}", false, ERR_INVALID_JSON, "JSON", "number 01");
+    refused("{\"items\":[{\"qty\":1e}]}", false, ERR_INVALID_JSON, "JSON", "number 1e");
+    refused("{\"items\":[{\"qty\":-}]}", false, ERR_INVALID_JSON, "JSON", "number -");
+    refused("{\"items\":[{\"qty\":.5}]}", false, ERR_INVALID_JSON, "JSON", "number .5");
+    refused("{\"items\":[{\"qty\":+1}]}", false, ERR_INVALID_JSON, "JSON", "number +1");
+    refused("{\"note\":'x'}", false, ERR_INVALID_JSON, "JSON", "single quotes");
     {
         struct order_input in;
         if (accepted("{\"note\":\"NaN\\\" Infinity\"}", false, &in, "NaN after an escaped quote is text")) {
