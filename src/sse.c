@@ -1,5 +1,7 @@
 #include "sse.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,9 +30,14 @@ void sse_event(struct buf *out, long long id, const char *name, const char *data
 int sse_parse_position(const char *s, long long *pos)
 {
     size_t len = strlen(s);
-    if (len == 0 || len > 18 || strspn(s, "0123456789") != len)
+    if (len == 0 || strspn(s, "0123456789") != len)
         return -1;
+    /* A position past the largest id is still a non-negative integer: it
+     * is newer than the head, and gets a reset rather than a 400. */
+    errno = 0;
     *pos = strtoll(s, NULL, 10);
+    if (errno == ERANGE)
+        *pos = LLONG_MAX;
     return 0;
 }
 
