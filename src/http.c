@@ -141,7 +141,7 @@ int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *
     return 0;
 }
 
-bool http_etag_matches(const char *header, long long version)
+bool http_etag_matches(const char *header, long long version, bool weak)
 {
     if (version < 1)
         return false;       /* versions start at 1 */
@@ -155,13 +155,18 @@ bool http_etag_matches(const char *header, long long version)
             break;
         if (*p == '*')
             return true;
-        if (p[0] == 'W' && p[1] == '/')
+        bool is_weak = p[0] == 'W' && p[1] == '/';
+        if (is_weak)
             p += 2;
         if (*p != '"')
             return false;
         const char *close = strchr(p + 1, '"');
         if (!close)
             return false;
+        if (is_weak && !weak) {
+            p = close + 1;
+            continue;
+        }
         /* Entity tags compare as strings: "03" is not "3". */
         if (close - (p + 1) == tag_len && memcmp(p + 1, tag, (size_t)tag_len) == 0)
             return true;

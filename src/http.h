@@ -38,9 +38,10 @@ int reply_send(struct reply *r, FCGX_Stream *out);
  * body before it reads the answer. */
 int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *err);
 
-/* True when an If-Match / If-None-Match value lists "<version>" (or W/"…")
- * or is "*". */
-bool http_etag_matches(const char *header, long long version);
+/* True when an If-Match / If-None-Match value is "*" or lists "<version>".
+ * If-None-Match compares weakly (W/"<version>" matches too); If-Match
+ * compares strongly (RFC 9110 section 13.1.1), so pass weak = false. */
+bool http_etag_matches(const char *header, long long version, bool weak);
 
 /* True for application/json (or application/merge-patch+json when
  * merge_patch is set), with at most a charset=utf-8 parameter. */

@@ -165,7 +165,7 @@ static int get_order(struct call *c)
         return -1;
     reply_header(&c->reply, "ETag", "\"%lld\"", doc.version);
     const char *inm = param(c, "HTTP_IF_NONE_MATCH");
-    if (inm && http_etag_matches(inm, doc.version)) {
+    if (inm && http_etag_matches(inm, doc.version, true)) {
         c->reply.status = 304;
         buf_reset(&c->reply.body);
         return 0;

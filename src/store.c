@@ -353,7 +353,7 @@ static int check_state(struct store *s, const char *id, const char *if_match,
     if (order_status_parse((const char *)sqlite3_column_text(st, 1), status) != 0)
         *status = STATUS_CANCELLED;
     sqlite3_reset(st);
-    if (if_match && !http_etag_matches(if_match, *version))
+    if (if_match && !http_etag_matches(if_match, *version, false))
         return error_set(err, ERR_PRECONDITION_FAILED,
                          "If-Match does not match the order's version %lld", *version);
     return 0;

@@ -16,6 +16,10 @@ teardown_file() {
 	orders_suite_teardown
 }
 
+setup() {
+	orders_test_setup
+}
+
 teardown() {
 	orders_test_teardown
 }
@@ -38,11 +42,13 @@ teardown() {
 @test "Idempotency-Key: a refused request does not store the key" { case_idempotency_refused_first_request; }
 @test "GET /orders/{id}: 200 with ETag" { case_get_order_etag; }
 @test "GET /orders/{id}: If-None-Match gives 304" { case_get_if_none_match; }
+@test "GET /orders/{id}: If-None-Match weak tag, list and *" { case_get_if_none_match_weak; }
 @test "GET /orders/{id}: unknown id 404" { case_get_unknown_id; }
 @test "GET /orders/{id}: malformed ids, SQL, .. and %2F give 404" { case_get_malformed_ids; }
 @test "GET /orders/{id}: CR/LF and NUL in the id" { case_get_control_chars_in_id; }
 @test "GET /orders/{id}: over-long id" { case_get_long_id; }
 @test "405 method_not_allowed with Allow" { case_method_not_allowed; }
+@test "OPTIONS without CORS: Allow of the route" { case_options_allow; }
 @test "TRACE reaching the responder: 405" { case_trace_method; }
 @test "PATCH: status change, ETag, order.updated patch" { case_patch_status; }
 @test "PATCH: application/merge-patch+json accepted" { case_patch_merge_patch_content_type; }
@@ -53,6 +59,7 @@ teardown() {
 @test "PATCH: pending -> paid -> shipped -> delivered" { case_patch_transition_chain; }
 @test "PATCH: a refused patch applies nothing" { case_patch_refusal_is_atomic; }
 @test "PATCH: If-Match (412 precondition_failed, *)" { case_patch_if_match; }
+@test "PATCH/DELETE: a weak If-Match never matches (412)" { case_patch_if_match_weak; }
 @test "PATCH: unknown or malformed id 404" { case_patch_unknown_and_malformed_id; }
 @test "PATCH: 422 validation_failed" { case_patch_validation; }
 @test "PATCH: 400, 413, 415" { case_patch_bad_bodies; }
@@ -75,6 +82,7 @@ teardown() {
 @test "sqlite3 INSERT: id assigned, order.created event" { case_sql_insert_appends_event; }
 @test "sqlite3 INSERT: totalCents computed from items" { case_sql_insert_computes_total; }
 @test "sqlite3 DELETE: order.deleted event" { case_sql_delete_appends_event; }
+@test "concurrent writers: no lost update, one event per change" { case_concurrent_writes; }
 @test "schema: events.id AUTOINCREMENT, documented columns" { case_events_id_autoincrement; }
 @test "battery: snapshot" { case_battery_begin; }
 @test "battery: malformed JSON: 400 invalid_json" { case_bad_json; }
@@ -100,4 +108,5 @@ teardown() {
 @test "battery: PUT/PATCH/DELETE on /orders, PUT/POST on /orders/{id}: 405" { case_battery_methods; }
 @test "battery: health 200 and database unchanged" { case_battery_end; }
 @test "health after the suite, ids well formed" { case_final_health; }
+@test "no crashed responder or sanitizer report in the server log" { case_no_crash_in_server_log; }
 @test "every case in lib/rest_cases.bash has an @test here" { case_all_cases_wrapped; }

@@ -9,6 +9,8 @@
 #   ORDERS_TEST_KEEP=1   keep the suite's temp dir (configs, logs, database)
 #   ORDERS_TEST_USER     unprivileged user for the web server when run as root
 #                        (default www-data, else nobody)
+#   ORDERS_TEST_TMPDIR   where the temp dirs go (default $TMPDIR, else /tmp)
+#   ORDERS_TEST_TRACE    a file: every request is logged there with its time
 #
 # One "instance" = one temp dir with its own SQLite file, web server config and
 # server process. The current instance is described by exported variables:
@@ -47,6 +49,20 @@ orders_binary() {
 	printf '%s\n' "$b"
 }
 
+# The binary as the web server's user can run it: when that user cannot reach
+# the build tree (a root-only home, say), a copy in the instance's temp dir.
+server_binary() {
+	local b
+	b=$(orders_binary) || return 1
+	if ! as_run_user test -x "$b" 2>/dev/null; then
+		mkdir -p "$ORDERS_TMP/bin"
+		cp "$b" "$ORDERS_TMP/bin/orders.fcgi"
+		chmod 0755 "$ORDERS_TMP/bin" "$ORDERS_TMP/bin/orders.fcgi"
+		b=$ORDERS_TMP/bin/orders.fcgi
+	fi
+	printf '%s\n' "$b"
+}
+
 # A TCP port on 127.0.0.1 that nobody listens on right now.
 free_port() {
 	local p
@@ -81,9 +97,21 @@ orders_run_user() {
 
 is_root() { [[ $(id -u) == 0 ]]; }
 
+# as_run_user CMD...: run CMD as the unprivileged user (as is, unless root).
+as_run_user() {
+	if is_root; then
+		runuser -u "$(orders_run_user)" -- "$@"
+	else
+		"$@"
+	fi
+}
+
 # instance_new: make a fresh temp dir and make it the current instance.
 instance_new() {
-	ORDERS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/orders-test.XXXXXX")
+	local base=${ORDERS_TEST_TMPDIR:-${TMPDIR:-/tmp}}
+	# the web server's user must reach it (a root-only TMPDIR would not do)
+	as_run_user test -x "$base" 2>/dev/null || base=/tmp
+	ORDERS_TMP=$(mktemp -d "$base/orders-test.XXXXXX")
 	chmod 0755 "$ORDERS_TMP"
 	mkdir -p "$ORDERS_TMP/htdocs" "$ORDERS_TMP/uploads" "$ORDERS_TMP/apache-run" \
 		"$ORDERS_TMP/fcgid" "$ORDERS_TMP/curl"
@@ -125,13 +153,9 @@ instance_chown() {
 # as the unprivileged user when root.
 migrate_db() {
 	local bin
-	bin=$(orders_binary) || return 1
+	bin=$(server_binary) || return 1
 	instance_chown
-	local -a cmd=(env ORDERS_DB="$ORDERS_DBFILE" "$@" "$bin" --migrate)
-	if is_root; then
-		cmd=(runuser -u "$(orders_run_user)" -- "${cmd[@]}")
-	fi
-	if ! "${cmd[@]}" </dev/null >"$ORDERS_TMP/migrate.log" 2>&1; then
+	if ! as_run_user env ORDERS_DB="$ORDERS_DBFILE" "$@" "$bin" --migrate </dev/null >"$ORDERS_TMP/migrate.log" 2>&1; then
 		echo "orders.fcgi --migrate failed:" >&2
 		cat "$ORDERS_TMP/migrate.log" >&2
 		return 1
@@ -237,12 +261,23 @@ server_log_tail() {
 	echo "---"
 }
 
+# assert_no_crash_in_log: the web server's error log (which also gets the
+# responder's stderr) shows no crashed responder and no sanitizer report.
+assert_no_crash_in_log() {
+	local f hits
+	f=$(server_log)
+	[[ -f $f ]] || return 0
+	hits=$(grep -iE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|child signal|child exited|unexpected signal|segfault|core dumped|double free|stack smashing' "$f" | head -n 20 || true)
+	[[ -z $hits ]] || fail "crash or sanitizer report in $f:
+$hits"
+}
+
 # server_start [VAR=VALUE...]: write the config for $ORDERS_TEST_SERVER into the
 # current instance, start the server in the foreground (in the background of
 # this shell), save its PID and wait until /api/v1/health answers 200.
 server_start() {
 	local bin attempt env
-	bin=$(orders_binary) || return 1
+	bin=$(server_binary) || return 1
 	env=$(_merge_env "$@")
 	ORDERS_SERVER_KIND=$ORDERS_TEST_SERVER
 	export ORDERS_SERVER_KIND
@@ -300,7 +335,7 @@ server_start() {
 	return 1
 }
 
-# wait_healthy SECONDS: poll /api/v1/health until 200 (or the server died).
+# wait_healthy SECONDS: poll /api/v1/health until it answers 200 or 401 (or the server died).
 wait_healthy() {
 	local deadline=$((SECONDS + ${1:-15}))
 	STATUS=000
@@ -309,7 +344,8 @@ wait_healthy() {
 		kill -0 "$ORDERS_SERVER_PID" 2>/dev/null || return 1
 		STATUS=$(curl -s -o "$ORDERS_TMP/curl/health" -w '%{http_code}' --max-time 5 \
 			"$API_BASE/api/v1/health" 2>/dev/null) || true
-		if [[ $STATUS == 200 ]]; then
+		# 401: up, but /health wants a token (ORDERS_READ_TOKENS=1)
+		if [[ $STATUS == 200 || $STATUS == 401 ]]; then
 			return 0
 		fi
 		BODY=$(cat "$ORDERS_TMP/curl/health" 2>/dev/null || true)
@@ -328,8 +364,10 @@ _descendants() { # PIDs of all descendants of $1
 
 # server_stop: stop the current instance's server (TERM by saved PID, wait for exit,
 # KILL after 10 s), then wait for the responder processes it had spawned.
+# Sets SERVER_STOP_FORCED=1 when something had to be killed.
 server_stop() {
 	local pid=$ORDERS_SERVER_PID kids p i
+	SERVER_STOP_FORCED=0
 	[[ -n $pid ]] || return 0
 	kids=$(_descendants "$pid")
 	if kill -0 "$pid" 2>/dev/null; then
@@ -341,6 +379,7 @@ server_stop() {
 		if kill -0 "$pid" 2>/dev/null; then
 			echo "server $pid did not stop after TERM; sending KILL" >&2
 			kill -KILL "$pid" 2>/dev/null || true
+			SERVER_STOP_FORCED=1
 		fi
 	fi
 	wait "$pid" 2>/dev/null || true
@@ -353,6 +392,7 @@ server_stop() {
 		if kill -0 "$p" 2>/dev/null; then
 			echo "process $p spawned by server $pid still alive 5 s after it stopped; sending KILL" >&2
 			kill -KILL "$p" 2>/dev/null || true
+			SERVER_STOP_FORCED=1
 		fi
 	done
 	ORDERS_SERVER_PID=
@@ -384,8 +424,18 @@ orders_suite_setup() {
 
 orders_suite_teardown() {
 	[[ -n ${ORDERS_TMP:-} ]] || return 0
+	# a test may have restarted the server: take the PID it saved
+	[[ -f $ORDERS_TMP/instance.env ]] && instance_use "$ORDERS_TMP"
 	server_stop
 	instance_remove
+}
+
+# Per-test setup: take the instance state saved last (a previous test may have
+# restarted the server; its exported PID and port would be stale).
+orders_test_setup() {
+	if [[ -n ${ORDERS_TMP:-} && -f $ORDERS_TMP/instance.env ]]; then
+		instance_use "$ORDERS_TMP"
+	fi
 }
 
 # Per-test teardown: on failure show the end of the server log.
@@ -415,6 +465,16 @@ api() {
 	: >"$hf"
 	: >"$API_BODY_FILE"
 	LAST_REQ="$method $path"
+	local a prev=""
+	for a in "$@"; do
+		if [[ $prev == --data-binary ]]; then
+			LAST_REQ+=" body: ${a:0:160}"
+			((${#a} > 160)) && LAST_REQ+="…(${#a} bytes)"
+		elif [[ $prev == -H && $a != Content-Type:\ application/json ]]; then
+			LAST_REQ+=" [$a]"
+		fi
+		prev=$a
+	done
 	local -a m=(-X "$method")
 	[[ $method == HEAD ]] && m=(-I)
 	STATUS=$(curl -sS --path-as-is -g -H 'Expect:' --max-time "${API_TIMEOUT:-20}" \
@@ -423,9 +483,54 @@ api() {
 	# ORDERS_TEST_TRACE=FILE: log every request with its time
 	[[ -z ${ORDERS_TEST_TRACE:-} ]] || printf '%s %s %s\n' "$STATUS" "$method" "${path:0:120}" >>"$ORDERS_TEST_TRACE"
 	STATUS=${STATUS%% *}
-	BODY=$(cat "$API_BODY_FILE")
-	# keep only the last header block (skip 1xx blocks)
-	HEADERS=$(tr -d '\r' <"$hf" | awk '/^HTTP\//{blk=""} {blk=blk $0 "\n"} END{printf "%s", blk}')
+	BODY=$(<"$API_BODY_FILE")
+	_read_headers "$hf"
+}
+
+# _read_headers FILE: HEADERS = the last header block in FILE (skips 1xx), CR stripped.
+_read_headers() {
+	local -a lines
+	local l
+	mapfile -t lines <"$1"
+	HEADERS=""
+	for l in "${lines[@]}"; do
+		l=${l%$'\r'}
+		if [[ $l == HTTP/* ]]; then
+			HEADERS=$l
+		elif [[ -n $l ]]; then
+			HEADERS+=$'\n'$l
+		fi
+	done
+}
+
+# stream_probe PATH [curl args...]: GET PATH (an SSE stream) until the response
+# headers and the first body bytes arrived (or 10 s), then drop the connection.
+# Sets STATUS, HEADERS, BODY like api.
+stream_probe() {
+	local path=$1
+	shift
+	local d=${BATS_TEST_TMPDIR:-$ORDERS_TMP/curl}
+	mkdir -p "$d"
+	local hf=$d/stream-headers bf=$d/stream-body pid i
+	: >"$hf"
+	: >"$bf"
+	LAST_REQ="GET $path (stream)"
+	curl -sN --path-as-is -g --max-time 10 -D "$hf" -o "$bf" "$@" "$API_BASE$path" 2>/dev/null 3>&- &
+	pid=$!
+	for i in $(seq 1 200); do
+		kill -0 "$pid" 2>/dev/null || break
+		if grep -qE $'^\r?$' "$hf" 2>/dev/null && [[ -s $bf ]]; then
+			break
+		fi
+		sleep 0.05
+	done
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	_read_headers "$hf"
+	STATUS=${HEADERS#HTTP/* }
+	STATUS=${STATUS%%[ $'\n']*}
+	[[ $STATUS =~ ^[0-9]{3}$ ]] || STATUS=000
+	BODY=$(<"$bf")
 }
 
 # api_json METHOD PATH JSON [curl args...]: with Content-Type: application/json.
@@ -554,6 +659,17 @@ assert_error() {
 	assert_status "$1"
 	assert_json_ct
 	local out shape code msg
+	# fast path (no fork): compact {"error":{"code":"…","message":"…"}}
+	local re='^\{"error":\{"code":"([a-z_]+)","message":"(([^"\\]|\\.)+)"\}\}$'
+	if [[ $BODY =~ $re ]]; then
+		code=${BASH_REMATCH[1]}
+		msg=${BASH_REMATCH[2]}
+		[[ $code == "$2" ]] || fail "expected error code $2, got $code; $(_resp)"
+		if [[ -n ${3:-} ]]; then
+			[[ ${msg,,} == *"${3,,}"* ]] || fail "error message should name '$3': $(_resp)"
+		fi
+		return 0
+	fi
 	# one jq run: shape ok?, code, message
 	out=$(jq -r '[(type == "object" and keys == ["error"] and (.error|type) == "object"
 	               and (.error|keys) == ["code","message"]
@@ -649,7 +765,11 @@ create_order() {
 	shift || true
 	api_json POST /api/v1/orders "$json" "$@"
 	assert_status 201
-	OID=$(jf .id)
+	if [[ $BODY =~ ^\{\"id\":\"(ord_[0-9]+)\" ]]; then
+		OID=${BASH_REMATCH[1]}
+	else
+		OID=$(jf .id)
+	fi
 	ORDER=$BODY
 }
 

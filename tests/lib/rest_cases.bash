@@ -94,14 +94,17 @@ walk_pages() {
 		api GET "$url"
 		assert_status 200
 		assert_json_ct
-		assert_jq 'keys' '["data","nextCursor"]'
-		n=$(jf '.data|length')
+		local -a page
+		# one jq run: shape, cursor, count, ids
+		mapfile -t page < <(jq -r '(if keys == ["data","nextCursor"] and (.nextCursor|type) == "string"
+		                              or keys == ["data","nextCursor"] and .nextCursor == null then "ok" else "bad" end),
+		                             (.nextCursor // ""), (.data|length), (.data[].id)' <<<"$BODY")
+		[[ ${page[0]:-} == ok ]] || fail "page must be {\"data\":[…],\"nextCursor\":string|null}: $(_resp)"
+		cursor=${page[1]}
+		n=${page[2]}
 		((n <= limit)) || fail "page longer than limit $limit: $(_resp)"
-		WALK_IDS+=$(jf '.data[].id')$'\n'
+		((n == 0)) || WALK_IDS+=$(printf '%s\n' "${page[@]:3}")$'\n'
 		WALK_PAGES=$((WALK_PAGES + 1))
-		cursor=$(jf '.nextCursor // empty')
-		[[ $(jf '.nextCursor|type') == string || $(jf '.nextCursor|type') == null ]] ||
-			fail "nextCursor must be a string or null: $(_resp)"
 		[[ -n $cursor ]] || break
 		((n > 0)) || fail "empty page with a non-null nextCursor: $(_resp)"
 		((WALK_PAGES < 500)) || fail "more than 500 pages; cursor loop?"
@@ -114,7 +117,9 @@ assert_newest_first() {
 	local prev="" id n
 	while IFS= read -r id; do
 		[[ -n $id ]] || continue
-		n=$(id_num "$id")
+		[[ $id =~ $ORDER_ID_RE ]] || fail "not an order id: '$id'"
+		n=${id#ord_}
+		n=$((10#$n))
 		if [[ -n $prev ]] && ((n >= prev)); then
 			fail "not newest first: $id after ord_$prev"
 		fi
@@ -383,6 +388,17 @@ case_get_if_none_match() {
 	assert_jq .version 2
 }
 
+case_get_if_none_match_weak() {
+	# RFC 9110 13.1.2: If-None-Match uses the weak comparison: W/"1" matches "1";
+	# a list matches when one of its tags does, and * matches any order
+	create_order "$(order_json 'INM weak')"
+	local h
+	for h in 'W/"1"' '"7", "1"' '*'; do
+		api GET "/api/v1/orders/$OID" -H "If-None-Match: $h"
+		[[ $STATUS == 304 ]] || fail "If-None-Match: $h must give 304; got: $(_resp)"
+	done
+}
+
 case_get_unknown_id() {
 	expect_404 /api/v1/orders/ord_99999999
 	expect_404 /api/v1/orders/ord_9999999999999999999999999
@@ -447,6 +463,25 @@ case_method_not_allowed() {
 		done
 	done
 	soft_done
+}
+
+case_options_allow() {
+	# without CORS configured, OPTIONS still answers with the Allow of the route
+	local p allow
+	create_order "$(order_json 'Options')"
+	while IFS='|' read -r p allow; do
+		snap
+		api OPTIONS "$p"
+		[[ $STATUS == 204 || $STATUS == 200 ]] || fail "OPTIONS $p: expected 204 (or 200); got: $(_resp)"
+		assert_hdr Allow "$allow"
+		assert_unchanged
+	done <<EOF
+/api/v1/orders|GET, POST, OPTIONS
+/api/v1/orders/$OID|GET, PATCH, DELETE, OPTIONS
+/api/v1/events|GET, OPTIONS
+/api/v1/health|GET, OPTIONS
+/api/v1/stream/events|GET, OPTIONS
+EOF
 }
 
 case_trace_method() {
@@ -614,6 +649,14 @@ case_patch_if_match() {
 	assert_hdr ETag '"4"'
 }
 
+case_patch_if_match_weak() {
+	# RFC 9110 13.1.1: If-Match uses the strong comparison, a weak tag never matches
+	create_order "$(order_json 'Weak If-Match')"
+	refused 412 precondition_failed "" PATCH "/api/v1/orders/$OID" -H 'Content-Type: application/json' \
+		--data-binary '{"note":"weak"}' -H 'If-Match: W/"1"'
+	refused 412 precondition_failed "" DELETE "/api/v1/orders/$OID" -H 'If-Match: W/"1"'
+}
+
 case_patch_unknown_and_malformed_id() {
 	local p
 	for p in ord_99999999 ord_1 "ord_1'%20OR%20'1'='1" 'ord_00001%2F..' '%2e%2e' '..'; do
@@ -762,7 +805,7 @@ case_list_status_filter() {
 		create_order "$(order_json "Filter $s" "\"status\":\"$s\"")"
 	done
 	for s in "${STATUSES[@]}"; do
-		walk_pages "status=$s" 3
+		walk_pages "status=$s" 7
 		want=$(db "SELECT id FROM orders WHERE status='$s' ORDER BY CAST(substr(id,5) AS INTEGER) DESC")
 		[[ $WALK_IDS == "$want" ]] || fail "status=$s lists $(wc -l <<<"$WALK_IDS") orders, table has $(wc -l <<<"$want")"
 		api GET "/api/v1/orders?status=$s&limit=200"
@@ -963,6 +1006,43 @@ case_sql_delete_appends_event() {
 	assert_jq '.data|length' 1
 	assert_jq '.data[0]|[.type,.id,.patch]' "[\"order.deleted\",\"$OID\",{}]"
 	expect_404 "/api/v1/orders/$OID"
+}
+
+case_concurrent_writes() {
+	# 4 clients at once: 10 PATCHes each on one order (each a real change) and
+	# 5 POSTs each. No lost update: the version counts every 200, the order's
+	# events carry versions 2, 3, … in event id order, one event per change.
+	# Only 503 unavailable (database locked past its timeout) may refuse a write.
+	local target k i head codes ok posts
+	create_order "$(order_json 'Contended')"
+	target=$OID
+	head=$(db_head)
+	for k in 1 2 3 4; do
+		(
+			for i in $(seq 1 10); do
+				curl -s -o /dev/null -w 'patch %{http_code}\n' -X PATCH -H 'Content-Type: application/json' \
+					--data-binary "{\"note\":\"w$k-$i\"}" "$API_BASE/api/v1/orders/$target"
+				if ((i % 2)); then
+					curl -s -o /dev/null -w 'post %{http_code}\n' -X POST -H 'Content-Type: application/json' \
+						--data-binary "$(order_json "Concurrent $k-$i")" "$API_BASE/api/v1/orders"
+				fi
+			done
+		) >"$BATS_TEST_TMPDIR/w$k" 2>&1 3>&- &
+	done
+	wait
+	codes=$(cat "$BATS_TEST_TMPDIR"/w*)
+	[[ -z $(grep -vE '^(patch (200|503)|post (201|503))$' <<<"$codes") ]] ||
+		fail "unexpected answers under concurrency: $(grep -vE '^(patch (200|503)|post (201|503))$' <<<"$codes" | sort | uniq -c)"
+	ok=$(grep -c '^patch 200$' <<<"$codes" || true)
+	posts=$(grep -c '^post 201$' <<<"$codes" || true)
+	((ok >= 20 && posts >= 10)) || fail "too many 503s: $ok of 40 PATCHes and $posts of 20 POSTs succeeded"
+	api GET "/api/v1/orders/$target"
+	assert_status 200
+	assert_jq .version $((1 + ok))
+	events_after "$head"
+	assert_jq "[.data[]|select(.id == \"$target\")|.patch.version]" "$(jq -cn --argjson n "$ok" '[range(2; $n + 2)]')"
+	assert_jq '[.data[]|select(.type == "order.created")]|length' "$posts"
+	assert_jq '[.data[].eventId] as $i | $i == ($i|sort) and ($i|unique|length) == ($i|length)' true
 }
 
 case_events_id_autoincrement() {
@@ -1219,7 +1299,7 @@ case_content_length_lies() {
 	assert_unchanged
 	# longer than the body: the web server waits for the rest; the client gives up
 	snap
-	API_TIMEOUT=3 api POST /api/v1/orders -H 'Content-Type: application/json' -H 'Content-Length: 500' --data-binary "$body"
+	API_TIMEOUT=2 api POST /api/v1/orders -H 'Content-Type: application/json' -H 'Content-Length: 500' --data-binary "$body"
 	[[ $STATUS == 000 || $STATUS == 400 || $STATUS == 408 ]] ||
 		fail "Content-Length 500 with a shorter body: expected no answer, 400 or 408; got: $(_resp)"
 	assert_unchanged
@@ -1282,6 +1362,10 @@ case_final_health() {
 	assert_json_eq "{\"status\":\"ok\",\"lastEventId\":$(db_head),\"streams\":0}"
 	[[ $(db "SELECT count(*) FROM orders WHERE id NOT GLOB 'ord_[0-9][0-9][0-9][0-9][0-9]*'") == 0 ]] ||
 		fail "ids without the ord_NNNNN shape in the table"
+}
+
+case_no_crash_in_server_log() {
+	assert_no_crash_in_log
 }
 
 # every case_* function has a wrapper in the .bats file that runs this suite

@@ -9,13 +9,21 @@
 #include "../../src/order.h"
 #include "tap.h"
 
-static void etag(const char *header, long long version, bool want)
+static void etag_both(const char *header, long long version, bool want_weak, bool want_strong)
 {
-    is_int(http_etag_matches(header, version), want, "etag '%s' vs %lld: %s", header, version,
-           want ? "matches" : "no match");
+    is_int(http_etag_matches(header, version, true), want_weak, "etag '%s' vs %lld (weak): %s",
+           header, version, want_weak ? "matches" : "no match");
+    is_int(http_etag_matches(header, version, false), want_strong,
+           "etag '%s' vs %lld (strong, If-Match): %s", header, version,
+           want_strong ? "matches" : "no match");
 }
 
-/* want_patch: the answer for a PATCH, which may also send merge-patch. */
+/* Headers without W/ tags compare the same either way. */
+static void etag(const char *header, long long version, bool want)
+{
+    etag_both(header, version, want, want);
+}
+
 static void media_type_for(const char *ct, bool want_post, bool want_patch)
 {
     is_int(http_is_json(ct, false), want_post, "http_is_json(%s%s%s) for POST: %s",
@@ -33,10 +41,11 @@ static void test_etag(void)
 {
     etag("\"3\"", 3, true);
     etag("\"3\"", 4, false);
-    etag("W/\"3\"", 3, true);
+    etag_both("W/\"3\"", 3, true, false);
+    etag_both("W/\"1\", \"3\"", 3, true, true);
     etag("\"1\", \"3\"", 3, true);
     etag("\"1\",\"3\"", 3, true);
-    etag("\"1\", W/\"3\"", 3, true);
+    etag_both("\"1\", W/\"3\"", 3, true, false);
     etag("\"1\", \"2\"", 3, false);
     etag("  \"3\"  ", 3, true);
     etag("*", 3, true);
