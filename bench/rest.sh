@@ -71,6 +71,10 @@ hz=$(getconf CLK_TCK)
 # ---------------------------------------------------------------- processes
 # Every server we start is recorded here and stopped (by PID) on exit.
 started=()
+mon=""         # the RSS sampler of the run in progress
+wrk_pid=""     # the wrk in progress
+# wrk in the background + wait, so that a signal stops the script at once.
+run_wrk() { wrk "$@" & wrk_pid=$!; wait "$wrk_pid" || true; wrk_pid=""; }
 stop_pid() {   # $1 = pid: TERM, wait up to 5 s, then KILL
   local pid=$1 i
   kill -0 "$pid" 2>/dev/null || return 0
@@ -82,6 +86,8 @@ children_of() { ps -o pid= --ppid "$1" 2>/dev/null | awk '{printf "%s%s", sep, $
 cleanup() {
   local pid kids
   set +e
+  [ -n "$mon" ] && kill "$mon" 2>/dev/null
+  [ -n "$wrk_pid" ] && kill "$wrk_pid" 2>/dev/null
   for pid in "${started[@]}"; do
     kids=$(children_of "$pid")        # lighttpd's responders: stop them too
     stop_pid "$pid"
@@ -94,12 +100,15 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # A TCP port nobody listens on now (checked with ss, else by trying to connect).
+# Outside the kernel's ephemeral range, so that no outgoing connection holds it.
 free_port() {
-  local p i
+  local p i lo=32768 hi=60999
+  read -r lo hi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
   for i in $(seq 200); do
-    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+    p=$(( 10000 + (RANDOM * 32768 + RANDOM) % 55000 ))
+    [ "$p" -ge "$lo" ] && [ "$p" -le "$hi" ] && continue
     if command -v ss >/dev/null; then
-      [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || continue
+      [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || continue
     fi
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
@@ -162,14 +171,18 @@ start_peer() {
   local sync; sync=$(echo "$BENCH_SYNC" | tr a-z A-Z)
   (cd "$dir" && DB_PATH="$dir/data/orders.db" SEED_COUNT=$BENCH_ORDERS node seed.js) > "$out/peer-seed.log" 2>&1 \
     || { log "peer skipped: seed.js failed"; cat "$out/peer-seed.log" >&2; return 0; }
-  local port; port=$(free_port) || die "no free port"
-  (cd "$dir" && exec env HOST=127.0.0.1 PORT="$port" DB_PATH="$dir/data/orders.db" SQLITE_SYNCHRONOUS="$sync" \
-     node server.js) > "$out/peer-server.log" 2>&1 &
-  local pid=$!
-  started+=("$pid")
-  if ! wait_http "http://127.0.0.1:$port/healthz" "$pid"; then
+  local port pid try
+  for try in 1 2 3 4 5; do   # another program may take the port between check and bind
+    port=$(free_port) || die "no free port"
+    (cd "$dir" && exec env HOST=127.0.0.1 PORT="$port" DB_PATH="$dir/data/orders.db" SQLITE_SYNCHRONOUS="$sync" \
+       node server.js) > "$out/peer-server.log" 2>&1 &
+    pid=$!
+    started+=("$pid")
+    wait_http "http://127.0.0.1:$port/healthz" "$pid" && break
+    grep -q EADDRINUSE "$out/peer-server.log" && ! kill -0 "$pid" 2>/dev/null && continue
     cat "$out/peer-server.log" >&2; die "peer did not come up on port $port"
-  fi
+  done
+  kill -0 "$pid" 2>/dev/null || die "peer did not come up: no free port after 5 tries"
   servers+=(peer); URL[peer]=http://127.0.0.1:$port; APP_PIDS[peer]=$pid; FRONT_PID[peer]=""
   LABEL[peer]="hono-ref (node)"
   log "peer: node server.js pid $pid on 127.0.0.1:$port, synchronous=$sync"
@@ -218,7 +231,7 @@ start_ours() {   # $1 = max-procs
   local procs=$1 name=ours-p$1 dir=$tmp/ours-p$1
   mkdir -p "$dir/www"
   cp "$ours_template" "$dir/orders.db"
-  local port; port=$(free_port) || die "no free port"
+  local port=0
   local conns_max=0 c
   for c in $WRK_CONNS; do [ "$c" -gt "$conns_max" ] && conns_max=$c; done
   local maxconn=$(( conns_max * 2 + 256 )); [ "$maxconn" -lt 1024 ] && maxconn=1024
@@ -250,15 +263,21 @@ fastcgi.server = ( "/api/v1/" => ( (
 CONF
   "$LIGHTTPD" -tt -f "$dir/lighttpd.conf" > "$out/$name-lighttpd-check.log" 2>&1 \
     || { cat "$out/$name-lighttpd-check.log" >&2; die "lighttpd rejects the generated config"; }
-  # The copy kept with the results names no path of this machine.
-  sed -e "s|$tmp|<tmp>|g" -e "s|$root/|<repo>/|g" "$dir/lighttpd.conf" > "$out/$name-lighttpd.conf"
-  "$LIGHTTPD" -D -f "$dir/lighttpd.conf" > "$out/$name-lighttpd.log" 2>&1 &
-  local pid=$!
-  started+=("$pid")
-  if ! wait_http "http://127.0.0.1:$port/api/v1/health" "$pid"; then
+  local pid try
+  for try in 1 2 3 4 5; do   # another program may take the port between check and bind
+    port=$(free_port) || die "no free port"
+    sed -i "s/^server.port = .*/server.port = $port/" "$dir/lighttpd.conf"
+    "$LIGHTTPD" -D -f "$dir/lighttpd.conf" > "$out/$name-lighttpd.log" 2>&1 &
+    pid=$!
+    started+=("$pid")
+    wait_http "http://127.0.0.1:$port/api/v1/health" "$pid" && break
+    grep -q "Address already in use" "$out/$name-lighttpd.log" && ! kill -0 "$pid" 2>/dev/null && continue
     cat "$out/$name-lighttpd.log" "$dir/lighttpd-error.log" >&2 2>/dev/null || true
     die "lighttpd + responder did not answer /api/v1/health on port $port"
-  fi
+  done
+  kill -0 "$pid" 2>/dev/null || die "lighttpd did not come up: no free port after 5 tries"
+  # The copy kept with the results names no path of this machine.
+  sed -e "s|$tmp|<tmp>|g" -e "s|$root/|<repo>/|g" "$dir/lighttpd.conf" > "$out/$name-lighttpd.conf"
   local kids i
   for i in $(seq 50); do
     kids=$(children_of "$pid"); [ "$(echo $kids | wc -w)" -ge "$procs" ] && break; sleep 0.1
@@ -273,9 +292,9 @@ CONF
 precheck() {   # $1 = server
   local u=${URL[$1]} id code ok=1
   id=$(printf 'ord_%05d' "$BENCH_ORDERS")
-  code=$(curl -s -o "$out/$1-precheck-get.json" -w '%{http_code}' "$u/api/v1/orders/$id")
+  code=$(curl -s -D "$out/$1-precheck-get.headers" -o "$out/$1-precheck-get.json" -w '%{http_code}' "$u/api/v1/orders/$id")
   [ "$code" = 200 ] && grep -q "\"$id\"" "$out/$1-precheck-get.json" || { ok=0; log "$1: GET $id -> $code (expected 200)"; }
-  code=$(curl -s -o "$out/$1-precheck-patch.json" -w '%{http_code}' -X PATCH \
+  code=$(curl -s -D "$out/$1-precheck-patch.headers" -o "$out/$1-precheck-patch.json" -w '%{http_code}' -X PATCH \
     -H 'Content-Type: application/json' --data '{"note":"bench precheck"}' "$u/api/v1/orders/ord_00001")
   [ "$code" = 200 ] && grep -q '"bench precheck"' "$out/$1-precheck-patch.json" || { ok=0; log "$1: PATCH ord_00001 -> $code (expected 200)"; }
   [ $ok = 1 ] && log "$1: precheck ok (GET and PATCH answer 200)"
@@ -289,26 +308,27 @@ measure() {   # $1 = server, $2 = test, $3 = connections
   local s=$1 test=$2 c=$3 u=${URL[$1]}
   local app=${APP_PIDS[$1]} front=${FRONT_PID[$1]} file=$out/$1-$2-c$3
   if [ "$WRK_WARMUP" != 0 ]; then
-    wrk -t"$WRK_THREADS" -c"$c" -d"$WRK_WARMUP" --timeout "$WRK_TIMEOUT" -s "$here/$test.lua" "$u" > "$file.warmup.txt" 2>&1 || true
+    run_wrk -t"$WRK_THREADS" -c"$c" -d"$WRK_WARMUP" --timeout "$WRK_TIMEOUT" -s "$here/$test.lua" "$u" > "$file.warmup.txt" 2>&1
     sleep 1
   fi
   local samples=$file.rss
   : > "$samples"
   # shellcheck disable=SC2086
-  ( while :; do
+  ( while kill -0 $$ 2>/dev/null; do   # ends with the script, whatever happens
       a=0; for p in $app; do a=$((a + $(rss_kb "$p"))); done
       f=0; [ -n "$front" ] && f=$(rss_kb "$front")
       echo "$a $f"; sleep 0.2
     done ) >> "$samples" &
-  local mon=$!
+  mon=$!
   # shellcheck disable=SC2086
   local a0 f0 t0; a0=$(ticks $app); f0=$(ticks $front); t0=$(date +%s.%N)
   local cmd="wrk -t$WRK_THREADS -c$c -d$WRK_DURATION --timeout $WRK_TIMEOUT --latency -s bench/$test.lua ${u}"
-  echo "\$ $cmd" > "$file.txt"
-  wrk -t"$WRK_THREADS" -c"$c" -d"$WRK_DURATION" --timeout "$WRK_TIMEOUT" --latency -s "$here/$test.lua" "$u" >> "$file.txt" 2>&1 || true
+  { echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"; echo "\$ $cmd"; } > "$file.txt"
+  run_wrk -t"$WRK_THREADS" -c"$c" -d"$WRK_DURATION" --timeout "$WRK_TIMEOUT" --latency -s "$here/$test.lua" "$u" >> "$file.txt" 2>&1
   # shellcheck disable=SC2086
   local a1 f1 t1; a1=$(ticks $app); f1=$(ticks $front); t1=$(date +%s.%N)
   kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null || true
+  mon=""
   local arss frss; read -r arss frss < <(awk 'BEGIN{a=0;f=0} {if ($1>a) a=$1; if ($2>f) f=$2} END{print a, f}' "$samples")
   local wall; wall=$(awk -v s="$t0" -v e="$t1" 'BEGIN{printf "%.2f", e - s}')
   local acpu fcpu
@@ -357,6 +377,7 @@ machine_info() {
   echo "lighttpd: $("$LIGHTTPD" -v 2>/dev/null | head -1 | awk '{print $1}')"
   echo "sqlite3 CLI: $(sqlite3 --version 2>/dev/null | awk '{print $1}')"
   if [ -x "$ORDERS_FCGI" ]; then
+    echo "responder: $(basename "$ORDERS_FCGI") sha256 $(sha256sum "$ORDERS_FCGI" | cut -c1-12), built $(date -u -r "$ORDERS_FCGI" +%FT%TZ); source $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "responder links: $(lib_version "$ORDERS_FCGI" libsqlite3), $(lib_version "$ORDERS_FCGI" libfcgi), $(lib_version "$ORDERS_FCGI" libjson-c)"
   fi
   if command -v node >/dev/null; then echo "node: $(node -v)"; fi
@@ -368,6 +389,7 @@ machine_info() {
                   ' (SQLite ' + new D(':memory:').prepare('select sqlite_version() v').get().v + ')')" 2>/dev/null) || true
   fi
   echo "wrk settings: -t$WRK_THREADS -c{${WRK_CONNS// /,}} -d$WRK_DURATION --timeout $WRK_TIMEOUT, warm-up $WRK_WARMUP before each run"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "sync: $BENCH_SYNC; orders seeded: $BENCH_ORDERS; BENCH_PROCS: $BENCH_PROCS; ORDERS_THREADS: ${BENCH_THREADS:-(responder default)}"
 }
 
@@ -421,8 +443,8 @@ done
   awk -F'\t' -v labels="$(for s in "${servers[@]}"; do printf '%s=%s;' "$s" "${LABEL[$s]}"; done)" '
     BEGIN {
       n = split(labels, L, ";"); for (i = 1; i <= n; i++) if (L[i] != "") { split(L[i], kv, "="); name[kv[1]] = kv[2] }
-      print "| server | test | conns | req/s | p50 | p99 | non-2xx | sock err / timeouts | app CPU s (% of wall) | app RSS max | lighttpd CPU s | lighttpd RSS max |"
-      print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      print "| server | test | conns | req/s | p50 | p99 | non-2xx | sock err / timeouts | app CPU s (% of wall) | app RSS max | lighttpd CPU s | lighttpd RSS max | server CPU / req |"
+      print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
     function ms(us) { return sprintf("%.2f ms", us / 1000) }
     function thou(x,   s) { s = sprintf("%.0f", x); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }
@@ -433,9 +455,10 @@ done
       key = $2 SUBSEP $3; R[$1, key] = rps; if (!(key in seen)) { seen[key] = 1; keys[++nk] = key; kt[nk] = $2; kc[nk] = $3 }
       if (!($1 in sseen)) { sseen[$1] = 1; srv[++ns] = $1 }
       sock = v["connect_errors"] + v["read_errors"] + v["write_errors"]
-      printf "| %s | %s | %s | %s | %s | %s | %d | %d / %d | %s (%.0f %%) | %s | %s | %s |%s\n",
+      cpr = v["requests"] > 0 ? sprintf("%.0f µs", 1e6 * ($6 + $8) / v["requests"]) : "–"
+      printf "| %s | %s | %s | %s | %s | %s | %d | %d / %d | %s (%.0f %%) | %s | %s | %s | %s |%s\n",
         name[$1], toupper($2), $3, thou(rps), ms(v["p50_us"]), ms(v["p99_us"]), v["status_errors"],
-        sock, v["timeouts"], $6, ($5 > 0 ? 100 * $6 / $5 : 0), mb($7), ($8 == "" ? "–" : $8), mb($9),
+        sock, v["timeouts"], $6, ($5 > 0 ? 100 * $6 / $5 : 0), mb($7), ($8 == "" ? "–" : $8), mb($9), cpr,
         ($10 == "" ? "" : " " $10)
     }
     END {
@@ -450,7 +473,8 @@ done
   echo "req/s = requests / wrk duration; p50/p99 from wrk's latency histogram; non-2xx = wrk's status"
   echo "error count (HTTP status >= 400); app = node, or all responder processes together."
   echo "CPU seconds from /proc/<pid>/stat (utime+stime, all threads) over the measured run;"
-  echo "RSS max = largest VmRSS sample (every 0.2 s) during the measured run. Raw output: $(basename "$out")/."
+  echo "RSS max = largest VmRSS sample (every 0.2 s) during the measured run; server CPU / req ="
+  echo "(app + lighttpd CPU seconds) / requests. Raw output: $(basename "$out")/."
 } > "$out/summary.md"
 echo
 cat "$out/summary.md"
