@@ -30,6 +30,7 @@ static const struct long_setting long_settings[] = {
     SETTING("ORDERS_MAX_STREAMS", max_streams, -1, 0, 1000000),
     SETTING("ORDERS_THREADS", threads, 8, 1, 256),
     SETTING("ORDERS_BUSY_TIMEOUT_MS", busy_timeout_ms, 5000, 0, 600000),
+    SETTING("ORDERS_MAX_PAGES", max_pages, 0, 0, 2147483647L),
 };
 
 static int parse_long(const char *s, long *out)

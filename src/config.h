@@ -19,6 +19,7 @@ struct config {
     long max_streams;         /* ORDERS_MAX_STREAMS */
     long threads;             /* ORDERS_THREADS: REST worker threads */
     long busy_timeout_ms;     /* ORDERS_BUSY_TIMEOUT_MS */
+    long max_pages;           /* ORDERS_MAX_PAGES: cap on the file's size in pages, 0 = none */
     char *tokens_file;        /* ORDERS_TOKENS_FILE, NULL when writes are open */
     bool read_tokens;         /* ORDERS_READ_TOKENS */
     char **cors_origins;      /* ORDERS_CORS_ORIGINS split on ',', NULL-terminated; NULL when unset */

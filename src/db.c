@@ -47,6 +47,15 @@ sqlite3 *db_open(const struct config *cfg, int create, char *err, size_t errlen)
         sqlite3_close(db);
         return NULL;
     }
+    if (cfg->max_pages > 0) {
+        /* A size cap makes a full disk something an operator can choose
+         * (and a test can cause): writes past it fail with SQLITE_FULL. */
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count = %ld", cfg->max_pages);
+        if (exec_pragma(db, sql, err, errlen)) {
+            sqlite3_close(db);
+            return NULL;
+        }
+    }
     return db;
 }
 
