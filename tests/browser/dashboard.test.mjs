@@ -75,6 +75,8 @@ async function leaderOf(pages) {
 
 // ------------------------------------------------------------------ setup
 
+process.on('exit', () => server.proc?.kill('SIGTERM')); // lighttpd stops its responders
+
 before(async () => {
   fs.mkdirSync(OUT, { recursive: true });
   await server.setup();
@@ -165,6 +167,7 @@ test('the dashboard screenshot, desktop and phone width (no sideways scrolling)'
   // the demo data as it is: before the checks below change it
   await select(page, 'ord_00311');
   await page.evaluate(() => { document.activeElement?.blur(); scrollTo(0, 0); });
+  await page.mouse.move(1, 1);
   await sleep(300);
   await page.screenshot({ path: path.join(OUT, 'dashboard.png') });
   const phone = await browser.context.newPage();
@@ -206,6 +209,29 @@ test('a PATCH with curl updates the row and the open detail panel within a secon
   await sleep(500); // a refetch, if any, would have been sent by now
   assert.deepEqual(browser.requestsSince(t0, isDetail(target.id)).map((x) => x.url.href), [], 'no request for that order');
   assert.deepEqual(browser.requestsSince(t0, isList).map((x) => x.url.href), [], 'no list refetch: the row is patched in place');
+});
+
+test('filtered list: an order that leaves the filter goes, one that joins it comes, one refetch each', async () => {
+  await page.selectOption('#status-filter', 'pending');
+  await page.waitForFunction(() => [...document.querySelectorAll('#orders-body tr')].every((tr) => tr.dataset.status === 'pending'));
+  await sleep(300);
+  const [leaving] = await visibleRowIds(page);
+  let t0 = Date.now();
+  let r = await server.curl('PATCH', `orders/${leaving.id}`, { body: { status: 'paid' } });
+  assert.equal(r.status, 200);
+  await within(page, LIVE_MS, ([x]) => !document.querySelector(`#orders-body tr[data-id="${x}"]`), [leaving.id], 'the paid order leaves the pending list');
+  await sleep(500);
+  assert.equal(browser.requestsSince(t0, isList, page).length, 1, 'one list refetch');
+  // a new pending order joins
+  t0 = Date.now();
+  r = await server.curl('POST', 'orders', { body: { customer: 'Joins Pending', items: [{ sku: 'JP-1', name: 'J', qty: 1, unitPriceCents: 1 }] } });
+  await within(page, LIVE_MS, ([x]) => document.querySelector('#orders-body tr')?.dataset.id === x, [r.body.id], 'the new pending order');
+  // a paid one created elsewhere does not concern this list
+  await server.curl('POST', 'orders', { body: { customer: 'Not Pending', status: 'paid', items: [{ sku: 'NP-1', name: 'N', qty: 1, unitPriceCents: 1 }] } });
+  await sleep(600);
+  assert.equal(browser.requestsSince(t0, isList, page).length, 1, 'one refetch for the pending order, none for the paid one');
+  await page.selectOption('#status-filter', '');
+  await page.waitForFunction(() => document.querySelectorAll('#orders-body tr').length === 20);
 });
 
 test('the buttons move an order on with PATCH and If-Match', async () => {
