@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "sha256.h"
+#include "uri.h"
 
 #define RECHECK_NS 1000000000LL     /* stat the file at most once a second */
 
@@ -37,23 +38,12 @@ static long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int parse_hash(const char *hex, size_t len, uint8_t out[SHA256_LEN])
 {
     if (len != 2 * SHA256_LEN)
         return -1;
     for (size_t i = 0; i < SHA256_LEN; i++) {
-        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

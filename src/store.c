@@ -185,18 +185,29 @@ static void take_doc(sqlite3_stmt *st, struct order_doc *doc, struct buf *out)
     doc->version = sqlite3_column_int64(st, 1);
 }
 
-static int read_doc_by_id(struct store *s, const char *id, struct order_doc *doc,
-                          struct buf *out, struct error *err)
+/* Steps statement `which`, keyed by an order id, to its row. Returns 0 with
+ * the row ready (the caller resets the statement), or -1 with err set:
+ * not_found when there is no such order. */
+static int step_order_row(struct store *s, enum stmt_id which, const char *id, struct error *err)
 {
-    sqlite3_stmt *st = s->stmt[ST_GET];
+    sqlite3_stmt *st = s->stmt[which];
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 0;
     if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
         return error_set(err, ERR_NOT_FOUND, "no order %s", id);
     }
-    if (rc != SQLITE_ROW)
-        return fail(s, st, rc, err);
+    return fail(s, st, rc, err);
+}
+
+static int read_doc_by_id(struct store *s, const char *id, struct order_doc *doc,
+                          struct buf *out, struct error *err)
+{
+    if (step_order_row(s, ST_GET, id, err))
+        return -1;
+    sqlite3_stmt *st = s->stmt[ST_GET];
     snprintf(doc->id, sizeof doc->id, "%s", id);
     take_doc(st, doc, out);
     sqlite3_reset(st);
@@ -339,15 +350,9 @@ int store_create(struct store *s, const struct order_input *in, const char *idem
 static int check_state(struct store *s, const char *id, const char *if_match,
                        long long *version, enum order_status *status, struct error *err)
 {
+    if (step_order_row(s, ST_GET_STATE, id, err))
+        return -1;
     sqlite3_stmt *st = s->stmt[ST_GET_STATE];
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
-        return error_set(err, ERR_NOT_FOUND, "no order %s", id);
-    }
-    if (rc != SQLITE_ROW)
-        return fail(s, st, rc, err);
     *version = sqlite3_column_int64(st, 0);
     /* A status written by hand with sqlite3 is checked by the schema. */
     if (order_status_parse((const char *)sqlite3_column_text(st, 1), status) != 0)

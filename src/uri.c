@@ -5,7 +5,7 @@
 
 #define API_PREFIX "/api/v1/"
 
-static int hex_value(char c)
+int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';

@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 
+/* The value of one hexadecimal digit, or -1. */
+int hex_value(char c);
+
 /* Percent-decodes len bytes of s into a new string (with '+' as space when
  * plus_is_space). Returns NULL on a bad escape or a %00, and on no memory.
  * The caller frees the result. */
