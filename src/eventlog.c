@@ -14,9 +14,11 @@ static const char *const el_sql[EL_COUNT] = {
     [EL_DATA_VERSION] = "PRAGMA data_version",
     [EL_BOUNDS] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
                   "(SELECT pruned_through FROM event_log_state)",
+    /* A patch that is not JSON (written by hand) goes out as a string
+     * rather than stopping every stream at it. */
     [EL_READ] = "SELECT id, type, order_id, json_object('type', type, 'id', order_id, "
-                "'patch', json(patch), 'ts', ts) FROM events "
-                "WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+                "'patch', CASE WHEN json_valid(patch) THEN json(patch) ELSE patch END, "
+                "'ts', ts) FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
 };
 
 struct eventlog {
@@ -99,8 +101,11 @@ int eventlog_read(struct eventlog *log, long long after, long long upto, int lim
             .order_id = (const char *)sqlite3_column_text(st, 2),
             .data = (const char *)sqlite3_column_text(st, 3),
         };
-        if (!ev.type || !ev.order_id || !ev.data)
-            continue;
+        /* The columns are NOT NULL: NULL here means SQLite ran out of memory. */
+        if (!ev.type || !ev.order_id || !ev.data) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
         fn(arg, &ev);
         n++;
     }

@@ -18,7 +18,7 @@ test('cache keys: object keys sorted, prefix match', () => {
 });
 
 test('cache: a burst of invalidations is one refetch; one during a fetch refetches once more', async () => {
-  const client = new QueryClient({ invalidateDelayMs: 40 });
+  const client = new QueryClient({ invalidateDelayMs: 40, gcTimeMs: 50 });
   let calls = 0;
   let release = null;
   const queryFn = async () => {
@@ -46,7 +46,7 @@ test('cache: a burst of invalidations is one refetch; one during a fetch refetch
 });
 
 test('cache: setQueryData patches without a request; unobserved entries refetch when next watched', async () => {
-  const client = new QueryClient({ invalidateDelayMs: 10 });
+  const client = new QueryClient({ invalidateDelayMs: 10, gcTimeMs: 50 });
   let calls = 0;
   const opts = { queryKey: ['orders', 'detail', 'ord_00001'], queryFn: async () => { calls += 1; return { id: 'ord_00001', version: calls }; } };
   const stop = client.watch(opts, () => {});
@@ -65,7 +65,7 @@ test('cache: setQueryData patches without a request; unobserved entries refetch 
 });
 
 test('cache: an infinite list loads more by cursor and refetches every loaded page from the first', async () => {
-  const client = new QueryClient({ invalidateDelayMs: 5 });
+  const client = new QueryClient({ invalidateDelayMs: 5, gcTimeMs: 50 });
   const asked = [];
   const opts = {
     queryKey: ['orders', 'list', { status: '' }],
