@@ -29,7 +29,8 @@ INSERT INTO notes (note) VALUES
 
 
 WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 320)
-INSERT INTO orders (customer, items, currency, note)
+-- Spread over the last days, oldest first, so that ids follow time.
+INSERT INTO orders (customer, items, currency, note, created_at)
 SELECT (SELECT name FROM first_names WHERE n = 1 + (i * 7) % 20) || ' ' ||
        (SELECT name FROM last_names WHERE n = 1 + (i * 13) % 22),
        (SELECT json_group_array(json_object('sku', p.sku, 'name', p.name,
@@ -38,7 +39,8 @@ SELECT (SELECT name FROM first_names WHERE n = 1 + (i * 7) % 20) || ' ' ||
           FROM products p
          WHERE p.n BETWEEN 1 + (i * 5) % 12 AND 1 + (i * 5) % 12 + (i % 3)),
        CASE WHEN i % 11 = 0 THEN 'USD' WHEN i % 17 = 0 THEN 'GBP' ELSE 'EUR' END,
-       (SELECT note FROM notes WHERE n = 1 + i % 8)
+       (SELECT note FROM notes WHERE n = 1 + i % 8),
+       strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d minutes', (321 - i) * 23 + (i * 7) % 19))
   FROM seq;
 
 -- Move orders along, one step per statement, as a shop would: each step is
