@@ -382,9 +382,10 @@ static bool skip_number(const char *body, size_t len, size_t *i)
     size_t p = *i;
     if (p < len && body[p] == '-')
         p++;
-    if (p < len && body[p] == '0')
-        p++;
-    else if (p < len && is_digit(body[p]))
+    if (p < len && body[p] == '0') {
+        if (++p < len && is_digit(body[p]))
+            return false;       /* no leading zeros */
+    } else if (p < len && is_digit(body[p]))
         while (p < len && is_digit(body[p]))
             p++;
     else
@@ -408,18 +409,22 @@ static bool skip_number(const char *body, size_t len, size_t *i)
     return true;
 }
 
-/* json-c's strict mode still reads NaN, Infinity, "1." and "01". This
- * checks the tokens outside strings against RFC 8259 before json-c sees
- * them: numbers by the grammar, words only true, false and null. */
+/* json-c's strict mode still reads NaN, Infinity, "1.", "00" and raw
+ * control characters in strings. This checks the tokens against RFC 8259
+ * before json-c sees them: numbers by the grammar, words only true, false
+ * and null, strings without unescaped control characters. */
 static bool json_tokens_strict(const char *body, size_t len)
 {
     size_t i = 0;
     while (i < len) {
         char c = body[i];
         if (c == '"') {
-            for (i++; i < len && body[i] != '"'; i++)
+            for (i++; i < len && body[i] != '"'; i++) {
+                if ((unsigned char)body[i] < 0x20)
+                    return false;       /* control characters must be escaped */
                 if (body[i] == '\\')
                     i++;
+            }
             i++;
         } else if (c == '-' || is_digit(c)) {
             if (!skip_number(body, len, &i))
@@ -452,11 +457,6 @@ static json_object *parse_object(const char *body, size_t len, struct error *err
     }
     if (!json_tokens_strict(body, len)) {
         error_set(err, ERR_INVALID_JSON, "the request body is not JSON: a malformed number or word");
-        return NULL;
-    }
-    char key[48];
-    if (key_has_nul(body, len, key, sizeof key)) {
-        error_set(err, ERR_VALIDATION_FAILED, "field name %s\\u0000… must not contain NUL", key);
         return NULL;
     }
     json_tokener *tok = json_tokener_new_ex(JSON_DEPTH_MAX);
@@ -493,6 +493,12 @@ static json_object *parse_object(const char *body, size_t len, struct error *err
     if (!json_object_is_type(obj, json_type_object)) {
         json_object_put(obj);
         error_set(err, ERR_INVALID_JSON, "the request body must be a JSON object");
+        return NULL;
+    }
+    char key[48];
+    if (key_has_nul(body, len, key, sizeof key)) {
+        json_object_put(obj);
+        error_set(err, ERR_VALIDATION_FAILED, "field name %s\\u0000… must not contain NUL", key);
         return NULL;
     }
     return obj;

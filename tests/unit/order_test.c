@@ -237,6 +237,11 @@ static void test_invalid_json(void)
     refused("{\"items\":[{\"qty\":.5}]}", false, ERR_INVALID_JSON, "JSON", "number .5");
     refused("{\"items\":[{\"qty\":+1}]}", false, ERR_INVALID_JSON, "JSON", "number +1");
     refused("{\"note\":'x'}", false, ERR_INVALID_JSON, "JSON", "single quotes");
+    refused("{\"items\":[{\"qty\":00}]}", false, ERR_INVALID_JSON, "JSON", "number 00");
+    refused("{\"items\":[{\"qty\":-01}]}", false, ERR_INVALID_JSON, "JSON", "number -01");
+    refused("{\"note\":\"a\tb\"}", false, ERR_INVALID_JSON, "JSON", "raw TAB in a string");
+    refused("{\"note\":\"a\x01b\"}", false, ERR_INVALID_JSON, "JSON", "raw 0x01 in a string");
+    refused("{\"a\\u0000\":", false, ERR_INVALID_JSON, "JSON", "NUL key in a body that is not JSON");
     {
         struct order_input in;
         if (accepted("{\"note\":\"NaN\\\" Infinity\"}", false, &in, "NaN after an escaped quote is text")) {
