@@ -26,10 +26,12 @@
 
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Stopping: the thread blocked in accept() must be interrupted, and libfcgi
- * only gives up an accept() that a signal interrupted once
- * FCGX_ShutdownPending() was called. The accepting thread is the one that
- * holds accept_lock; it names itself here. */
+/* Stopping: the thread blocked in accept() must be woken. A signal will not
+ * do: one that lands in libfcgi's poll() just after an accept() sends it
+ * round a loop on a closed descriptor. So the accepting thread (the one
+ * holding accept_lock, which names itself here) is cancelled instead.
+ * Workers run with cancellation disabled, except inside FCGX_Accept_r,
+ * whose cancellation points are accept(), poll() and read(). */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool stopping;
 static bool accepting;
@@ -64,31 +66,54 @@ static void free_worker(struct worker *w)
     free(w);
 }
 
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
+struct worker_thread {
+    struct worker *w;
     FCGX_Request req;
-    if (FCGX_InitRequest(&req, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
-        die("cannot set up a FastCGI request");
-    for (;;) {
-        pthread_mutex_lock(&accept_lock);
-        int rc = -1;
-        if (!is_stopping()) {
-            set_accepting(true);
-            rc = FCGX_Accept_r(&req);
-            set_accepting(false);
-        }
-        pthread_mutex_unlock(&accept_lock);
-        if (rc < 0)
-            break;
-        routes_handle(w, &req);
-        FCGX_Finish_r(&req);
-    }
-    FCGX_Free(&req, 1);
-    free_worker(w);
+    int accepted;           /* FCGX_Accept_r's result; kept in memory across cancellation setup */
+};
+
+static void unlock_accept(void *unused)
+{
+    (void)unused;
+    set_accepting(false);
+    pthread_mutex_unlock(&accept_lock);
+}
+
+/* Runs when a worker ends, by returning or by being cancelled in accept. */
+static void end_worker(void *arg)
+{
+    struct worker_thread *t = arg;
+    FCGX_Free(&t->req, 1);
+    free_worker(t->w);
     pthread_mutex_lock(&state_lock);
     workers_running--;
     pthread_mutex_unlock(&state_lock);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker_thread t = {.w = arg};
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    if (FCGX_InitRequest(&t.req, 0, 0) != 0)
+        die("cannot set up a FastCGI request");
+    pthread_cleanup_push(end_worker, &t);
+    for (;;) {
+        t.accepted = -1;
+        pthread_mutex_lock(&accept_lock);
+        pthread_cleanup_push(unlock_accept, NULL);
+        if (!is_stopping()) {
+            set_accepting(true);
+            pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+            t.accepted = FCGX_Accept_r(&t.req);
+            pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        }
+        pthread_cleanup_pop(1);
+        if (t.accepted < 0)
+            break;
+        routes_handle(t.w, &t.req);
+        FCGX_Finish_r(&t.req);
+    }
+    pthread_cleanup_pop(1);
     return NULL;
 }
 
@@ -146,11 +171,6 @@ static void migrate(const struct config *cfg)
         die("cannot close the database after migrating it");
 }
 
-static void on_wake(int sig)
-{
-    (void)sig;      /* only there to interrupt accept() */
-}
-
 static long long monotonic_ms(void)
 {
     struct timespec ts;
@@ -170,13 +190,12 @@ static bool wait_and_stop(const sigset_t *stop_signals, struct hub *hub)
     pthread_mutex_lock(&state_lock);
     stopping = true;
     pthread_mutex_unlock(&state_lock);
-    FCGX_ShutdownPending();
     hub_stop(hub);
     for (;;) {
         pthread_mutex_lock(&state_lock);
         int running = workers_running;
         if (accepting)
-            pthread_kill(accepting_thread, SIGUSR1);
+            pthread_cancel(accepting_thread);
         pthread_mutex_unlock(&state_lock);
         if (running == 0 || monotonic_ms() >= deadline)
             break;
@@ -229,10 +248,6 @@ int main(int argc, char **argv)
 
     /* A vanished client shows as a failed write, not as a signal. */
     signal(SIGPIPE, SIG_IGN);
-    struct sigaction wake = {.sa_handler = on_wake};   /* no SA_RESTART */
-    sigemptyset(&wake.sa_mask);
-    if (sigaction(SIGUSR1, &wake, NULL) != 0)
-        die("cannot install the SIGUSR1 handler");
     /* Only the main thread takes the stop signals, in sigwait(). */
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
