@@ -100,8 +100,8 @@ int db_migrate(sqlite3 *db, char *err, size_t errlen)
         return -1;
     }
     if (version > latest) {
-        snprintf(err, errlen, "ORDERS_DB has schema version %d, newer than this responder's %d",
-                 version, latest);
+        snprintf(err, errlen, "ORDERS_DB %s has schema version %d, newer than this responder's %d",
+                 sqlite3_db_filename(db, "main"), version, latest);
         return -1;
     }
     if (version == latest)
