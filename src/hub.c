@@ -269,9 +269,21 @@ static void poll_log(struct hub *hub, long long now)
     }
 }
 
+/* One stream's replay batch: it stops taking events once enough bytes
+ * wait, so that big events cannot push a replaying stream over OUT_LIMIT. */
+struct replay {
+    struct stream *s;
+    bool full;
+};
+
 static void replay_one(void *arg, const struct event *ev)
 {
-    struct stream *s = arg;
+    struct replay *r = arg;
+    struct stream *s = r->s;
+    if (r->full || s->out.len - s->out_sent > CATCHUP_HIGH_WATER) {
+        r->full = true;
+        return;
+    }
     if (sse_filter_match(&s->filter, ev->type, ev->order_id))
         append_event(s, ev->id, ev->type, ev->data);
     s->pos = ev->id;
@@ -286,16 +298,18 @@ static bool catch_up(struct hub *hub, long long now)
         next = s->next;
         if (s->live || s->ending || s->out.len - s->out_sent > CATCHUP_HIGH_WATER)
             continue;
-        int n = eventlog_read(hub->log, s->pos, hub->head, CATCHUP_BATCH, replay_one, s);
+        struct replay r = {s, false};
+        int n = eventlog_read(hub->log, s->pos, hub->head, CATCHUP_BATCH, replay_one, &r);
         if (n < 0) {
             log_db_error(hub, "replaying the event log failed");
             continue;
         }
-        if (n < CATCHUP_BATCH)
+        if (n < CATCHUP_BATCH && !r.full)
             s->live = true;     /* the table has nothing more up to the hub's head */
         if (over_limit(s))
             close_stream(hub, s);
-        else if (flush(hub, s, now) == 0 && !s->live && s->out.len == s->out_sent)
+        else if (flush(hub, s, now) == 0 && !s->live && s->out.len - s->out_sent
+                                                              <= CATCHUP_HIGH_WATER)
             more = true;
     }
     return more;
