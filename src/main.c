@@ -24,25 +24,30 @@
 #define CHECKPOINT_INTERVAL_MS 200
 #define STOP_DEADLINE_MS 4500   /* web servers wait about 5 s before SIGKILL */
 
-static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Stopping: the thread blocked in accept() must be woken. A signal will not
+/* Every worker blocks in accept() on the shared socket and the kernel hands
+ * each connection to one of them: no lock is taken around accept().
+ *
+ * Stopping: the threads blocked in accept() must be woken. A signal will not
  * do: one that lands in libfcgi's poll() just after an accept() sends it
- * round a loop on a closed descriptor. So the accepting thread (the one
- * holding accept_lock, which names itself here) is cancelled instead.
+ * round a loop on a closed descriptor. So those threads are cancelled.
  * Workers run with cancellation disabled, except inside FCGX_Accept_r,
  * whose cancellation points are accept(), poll() and read(). */
+struct worker_thread {
+    struct worker *w;
+    pthread_t thread;
+    FCGX_Request req;
+    int accepted;           /* FCGX_Accept_r's result; in memory across cancellation setup */
+    bool in_accept;         /* guarded by state_lock */
+};
+
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool stopping;
-static bool accepting;
-static pthread_t accepting_thread;
 static int workers_running;
 
-static void set_accepting(bool on)
+static void set_in_accept(struct worker_thread *t, bool on)
 {
     pthread_mutex_lock(&state_lock);
-    accepting = on;
-    accepting_thread = pthread_self();
+    t->in_accept = on;
     pthread_mutex_unlock(&state_lock);
 }
 
@@ -66,17 +71,9 @@ static void free_worker(struct worker *w)
     free(w);
 }
 
-struct worker_thread {
-    struct worker *w;
-    FCGX_Request req;
-    int accepted;           /* FCGX_Accept_r's result; kept in memory across cancellation setup */
-};
-
-static void unlock_accept(void *unused)
+static void leave_accept(void *arg)
 {
-    (void)unused;
-    set_accepting(false);
-    pthread_mutex_unlock(&accept_lock);
+    set_in_accept(arg, false);
 }
 
 /* Runs when a worker ends, by returning or by being cancelled in accept. */
@@ -92,26 +89,28 @@ static void end_worker(void *arg)
 
 static void *worker_main(void *arg)
 {
-    struct worker_thread t = {.w = arg};
+    struct worker_thread *t = arg;
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-    if (FCGX_InitRequest(&t.req, 0, 0) != 0)
+    if (FCGX_InitRequest(&t->req, 0, 0) != 0)
         die("cannot set up a FastCGI request");
-    pthread_cleanup_push(end_worker, &t);
+    pthread_cleanup_push(end_worker, t);
     for (;;) {
-        t.accepted = -1;
-        pthread_mutex_lock(&accept_lock);
-        pthread_cleanup_push(unlock_accept, NULL);
-        if (!is_stopping()) {
-            set_accepting(true);
+        t->accepted = -1;
+        pthread_mutex_lock(&state_lock);
+        bool go = !stopping;
+        t->in_accept = go;
+        pthread_mutex_unlock(&state_lock);
+        if (go) {
+            pthread_cleanup_push(leave_accept, t);
             pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-            t.accepted = FCGX_Accept_r(&t.req);
+            t->accepted = FCGX_Accept_r(&t->req);
             pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+            pthread_cleanup_pop(1);
         }
-        pthread_cleanup_pop(1);
-        if (t.accepted < 0)
+        if (t->accepted < 0)
             break;
-        routes_handle(t.w, &t.req);
-        FCGX_Finish_r(&t.req);
+        routes_handle(t->w, &t->req);
+        FCGX_Finish_r(&t->req);
     }
     pthread_cleanup_pop(1);
     return NULL;
@@ -181,7 +180,8 @@ static long long monotonic_ms(void)
 /* SIGTERM (lighttpd restart, apachectl graceful, mod_fcgid reaping) and
  * SIGINT: stop accepting, let the requests in flight finish, end every
  * stream after a complete event, and exit within STOP_DEADLINE_MS. */
-static bool wait_and_stop(const sigset_t *stop_signals, struct hub *hub)
+static bool wait_and_stop(const sigset_t *stop_signals, struct hub *hub,
+                          struct worker_thread *workers, long count)
 {
     int sig;
     while (sigwait(stop_signals, &sig) != 0)
@@ -194,8 +194,12 @@ static bool wait_and_stop(const sigset_t *stop_signals, struct hub *hub)
     for (;;) {
         pthread_mutex_lock(&state_lock);
         int running = workers_running;
-        if (accepting)
-            pthread_cancel(accepting_thread);
+        for (long i = 0; i < count; i++) {
+            if (workers[i].in_accept) {
+                pthread_cancel(workers[i].thread);
+                workers[i].in_accept = false;   /* once is enough */
+            }
+        }
         pthread_mutex_unlock(&state_lock);
         if (running == 0 || monotonic_ms() >= deadline)
             break;
@@ -262,22 +266,24 @@ int main(int argc, char **argv)
         die(err);
     pthread_t pruner;
     start_thread(&pruner, pruner_main, new_worker(&svc));
-    pthread_t *threads = calloc((size_t)cfg.threads, sizeof *threads);
-    if (!threads)
+    struct worker_thread *workers = calloc((size_t)cfg.threads, sizeof *workers);
+    if (!workers)
         die("out of memory");
     workers_running = (int)cfg.threads;
     for (long i = 0; i < cfg.threads; i++)
-        start_thread(&threads[i], worker_main, new_worker(&svc));
+        workers[i].w = new_worker(&svc);
+    for (long i = 0; i < cfg.threads; i++)
+        start_thread(&workers[i].thread, worker_main, &workers[i]);
     /* After a clean stop every thread has ended: free what they shared, so
      * that LeakSanitizer sees nothing. Otherwise exit with them running. */
-    if (wait_and_stop(&stop_signals, svc.hub)) {
+    if (wait_and_stop(&stop_signals, svc.hub, workers, cfg.threads)) {
         for (long i = 0; i < cfg.threads; i++)
-            pthread_join(threads[i], NULL);
+            pthread_join(workers[i].thread, NULL);
         pthread_join(pruner, NULL);
         hub_free(svc.hub);
         store_close(svc.writer);
         auth_free(svc.auth);
-        free(threads);
+        free(workers);
         config_free(&cfg);
     }
     return 0;
