@@ -1,14 +1,18 @@
 #!/usr/bin/env bats
-# Tokens and CORS (SPEC.md section 5) behind lighttpd (or ORDERS_TEST_SERVER).
+# Tokens and CORS (SPEC.md section 5), behind lighttpd, or behind Apache
+# httpd + mod_fcgid when this file is run by the name auth-apache.bats (a
+# symbolic link to it) or with ORDERS_TEST_SERVER=apache.
 # The cases live in lib/auth_cases.bash; each @test below is a one-line wrapper.
-# tests/auth-apache.bats runs the same cases behind Apache (CGIPassAuth matters there).
 # Run from the repository root: bats --tap tests/auth.bats
 
 load 'lib/common'
 load 'lib/auth_cases'
 
 setup_file() {
-	export ORDERS_TEST_SERVER=${ORDERS_TEST_SERVER:-lighttpd}
+	case $BATS_TEST_FILENAME in
+	*-apache.bats) export ORDERS_TEST_SERVER=apache ;;
+	*) export ORDERS_TEST_SERVER=${ORDERS_TEST_SERVER:-lighttpd} ;;
+	esac
 	auth_suite_setup
 }
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env bats
-# REST API suite (SPEC.md sections 1, 2, 3) behind lighttpd (or ORDERS_TEST_SERVER).
+# REST API suite (SPEC.md sections 1, 2, 3), behind lighttpd, or behind Apache
+# httpd + mod_fcgid when this file is run by the name rest-apache.bats (a
+# symbolic link to it) or with ORDERS_TEST_SERVER=apache.
 # The cases live in lib/rest_cases.bash; each @test below is a one-line wrapper.
-# ORDERS_TEST_SERVER=apache runs it behind Apache instead; tests/rest-apache.bats does that.
 # Run from the repository root: bats --tap tests/rest.bats
 
 load 'lib/common'
 load 'lib/rest_cases'
 
 setup_file() {
-	export ORDERS_TEST_SERVER=${ORDERS_TEST_SERVER:-lighttpd}
+	case $BATS_TEST_FILENAME in
+	*-apache.bats) export ORDERS_TEST_SERVER=apache ;;
+	*) export ORDERS_TEST_SERVER=${ORDERS_TEST_SERVER:-lighttpd} ;;
+	esac
 	orders_suite_setup
 }
 
