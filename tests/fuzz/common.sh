@@ -98,3 +98,17 @@ fuzz_inputs() {
 fuzz_diag() {
     sed 's/^/# /' "$@"
 }
+
+# fuzz_plan LABEL: prints the TAP plan, one line per target; without a
+# working toolchain it prints every target as skipped and exits 0.
+fuzz_plan() {
+    echo "1..${#FUZZ_TARGETS[@]}"
+    fuzz_check_toolchain
+    [ -z "$fuzz_skip_reason" ] && return 0
+    local i=0 t
+    for t in "${FUZZ_TARGETS[@]}"; do
+        i=$((i + 1))
+        echo "ok $i - $1 $t # SKIP $fuzz_skip_reason"
+    done
+    exit 0
+}

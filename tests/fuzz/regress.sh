@@ -15,18 +15,7 @@ set -uo pipefail
 
 build=${1:-${FUZZ_BUILD_DIR:-${TMPDIR:-/tmp}/orders-fuzz}}
 
-n=${#FUZZ_TARGETS[@]}
-echo "1..$n"
-
-fuzz_check_toolchain
-if [ -n "$fuzz_skip_reason" ]; then
-    i=0
-    for t in "${FUZZ_TARGETS[@]}"; do
-        i=$((i + 1))
-        echo "ok $i - regress $t # SKIP $fuzz_skip_reason"
-    done
-    exit 0
-fi
+fuzz_plan "regress"
 
 mkdir -p "$build" || { echo "Bail out! cannot create $build"; exit 1; }
 build=$(cd "$build" && pwd)

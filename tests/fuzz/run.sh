@@ -28,18 +28,7 @@ case $secs in
     ;;
 esac
 
-n=${#FUZZ_TARGETS[@]}
-echo "1..$n"
-
-fuzz_check_toolchain
-if [ -n "$fuzz_skip_reason" ]; then
-    i=0
-    for t in "${FUZZ_TARGETS[@]}"; do
-        i=$((i + 1))
-        echo "ok $i - fuzz $t ${secs}s # SKIP $fuzz_skip_reason"
-    done
-    exit 0
-fi
+fuzz_plan "fuzz"
 
 mkdir -p "$build" || { echo "Bail out! cannot create $build"; exit 1; }
 build=$(cd "$build" && pwd)

@@ -203,8 +203,17 @@ _render() { # _render TEMPLATE OUT KEY=VALUE...
 	printf '%s\n' "$tpl" >"$out"
 }
 
+# lighttpd_user_lines: the server.username/groupname lines a lighttpd
+# started as root needs to run as the unprivileged test user; none otherwise.
+lighttpd_user_lines() {
+	local u
+	is_root || return 0
+	u=$(orders_run_user)
+	printf 'server.username  = "%s"\nserver.groupname = "%s"\n' "$u" "$(id -gn "$u")"
+}
+
 _write_lighttpd_conf() { # ENV lines on stdin
-	local bin=$1 env_lines="" copy_env="" kv user_lines="" u
+	local bin=$1 env_lines="" copy_env="" kv user_lines
 	while IFS= read -r kv; do
 		env_lines+="$(_lighttpd_quote "${kv%%=*}") => $(_lighttpd_quote "${kv#*=}"), "
 	done
@@ -212,11 +221,7 @@ _write_lighttpd_conf() { # ENV lines on stdin
 	for kv in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
 		[[ -n ${!kv:-} ]] && copy_env+="\"$kv\", "
 	done
-	if is_root; then
-		u=$(orders_run_user)
-		user_lines="server.username  = \"$u\"
-server.groupname = \"$(id -gn "$u")\""
-	fi
+	user_lines=$(lighttpd_user_lines)
 	_render "$ORDERS_TESTS_LIB/lighttpd.conf.in" "$ORDERS_TMP/lighttpd.conf" \
 		"TMP=$ORDERS_TMP" "PORT=$ORDERS_PORT" "FCGI=$bin" "USER_LINES=$user_lines" \
 		"ENV=$env_lines" "COPY_ENV=$copy_env"

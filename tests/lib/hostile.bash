@@ -90,15 +90,11 @@ new descriptors: $(comm -13 "$BATS_TEST_TMPDIR/fds.before" "$BATS_TEST_TMPDIR/fd
 # hostile_front: a permissive lighttpd on a free port in front of the suite's
 # responder (its FastCGI socket). Sets FRONT_PORT, FRONT_PID.
 hostile_front() {
-	local port conf=$ORDERS_TMP/front.conf sock user_lines="" u st deadline
+	local port conf=$ORDERS_TMP/front.conf sock user_lines="" st deadline
 	sock=$(ls "$ORDERS_TMP"/orders.sock* 2>/dev/null | head -n 1)
 	[[ -S $sock ]] || fail "no FastCGI socket in $ORDERS_TMP"
 	port=$(free_port)
-	if is_root; then
-		u=$(orders_run_user)
-		user_lines="server.username = \"$u\"
-server.groupname = \"$(id -gn "$u")\""
-	fi
+	user_lines=$(lighttpd_user_lines)
 	cat >"$conf" <<EOF
 server.document-root = "$ORDERS_TMP/htdocs"
 server.bind          = "127.0.0.1"

@@ -886,13 +886,9 @@ spawn_responder() {
 # socket A and /b/api/v1/ to socket B (the responder finds /api/v1/ anywhere
 # in the path). Sets TWO_BASE_A, TWO_BASE_B, TWO_LIGHTTPD_PID.
 lighttpd_two_backends() {
-	local port user_lines="" u conf=$ORDERS_TMP/two.conf
+	local port user_lines="" conf=$ORDERS_TMP/two.conf
 	port=$(free_port)
-	if is_root; then
-		u=$(orders_run_user)
-		user_lines="server.username = \"$u\"
-server.groupname = \"$(id -gn "$u")\""
-	fi
+	user_lines=$(lighttpd_user_lines)
 	cat >"$conf" <<EOF
 server.document-root = "$ORDERS_TMP/htdocs"
 server.bind          = "127.0.0.1"
