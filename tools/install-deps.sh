@@ -6,7 +6,7 @@ set -eu
 packages="autoconf automake make gcc pkg-config
 libfcgi-dev libsqlite3-dev libjson-c-dev zlib1g-dev sqlite3
 lighttpd apache2 libapache2-mod-fcgid spawn-fcgi
-bats bats-assert bats-support curl jq chromium
+bats bats-assert bats-support curl jq chromium python3 procps iproute2
 clang libclang-rt-14-dev"
 
 missing=""
@@ -14,6 +14,10 @@ for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
         || missing="$missing $p"
 done
+# Node.js and npm (the browser suite) by command: a Node.js from elsewhere
+# that brings its own npm conflicts with Debian's npm package.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 
 sudo=""

@@ -527,3 +527,9 @@ test('eight tabs stay live over one stream; closing its tab hands it over withou
   assert.deepEqual(browser.pageErrors, []);
   for (const p of rest.slice(2)) await p.close();
 });
+
+test('the responders wrote no sanitizer report and did not crash (read after they exited)', async () => {
+  await browser.close();
+  await server.stop();
+  assert.deepEqual(server.sanitizerReports(), []);
+});

@@ -20,6 +20,8 @@ export const FCGI = path.resolve(process.env.ORDERS_FCGI || path.join(REPO, 'src
 export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const LIGHTTPD = process.env.LIGHTTPD_BIN || (fs.existsSync('/usr/sbin/lighttpd') ? '/usr/sbin/lighttpd' : 'lighttpd');
 const SQLITE3 = process.env.SQLITE3_BIN || 'sqlite3';
+// What a sanitizer or a crash writes: the bats suites' expression, shared.
+const SANITIZER_REPORT = new RegExp(fs.readFileSync(path.join(REPO, 'tests/lib/sanitizer-report.ere'), 'utf8').trim());
 
 export const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
@@ -44,6 +46,8 @@ export class Server {
     this.db = path.join(this.tmp, 'orders.db');
     this.proc = null;
     this.port = null;
+    this.stderr = ''; // lighttpd's and so its responders', across restarts
+    this.stderrClosed = null;
   }
 
   get origin() { return `http://127.0.0.1:${this.port}`; }
@@ -72,7 +76,10 @@ export class Server {
   async start() {
     this.proc = spawn(LIGHTTPD, ['-D', '-f', path.join(this.tmp, 'lighttpd.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    this.proc.stderr.on('data', (d) => { stderr += d; });
+    this.proc.stderr.on('data', (d) => { stderr += d; this.stderr += d; });
+    // The pipe closes once lighttpd and every responder it spawned have
+    // exited: LeakSanitizer writes its report just before that.
+    this.stderrClosed = new Promise((resolve) => this.proc.stderr.once('close', resolve));
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`lighttpd exited: ${stderr}${this.errorLog()}`);
@@ -97,7 +104,14 @@ export class Server {
       proc.kill('SIGKILL');
       await exited;
     }
+    await Promise.race([this.stderrClosed, sleep(10_000)]);
     this.proc = null;
+  }
+
+  /** Lines of what the responders wrote (lighttpd's stderr and error log)
+   *  that show a sanitizer report or a crash; complete once stop() returned. */
+  sanitizerReports() {
+    return `${this.stderr}\n${this.errorLog()}`.split('\n').filter((l) => SANITIZER_REPORT.test(l));
   }
 
   /** PIDs of the responders lighttpd spawned (its children). */

@@ -51,16 +51,6 @@ static bool is_zeroed(const struct order_input *in)
     return memcmp(in, &zero, sizeof zero) == 0;
 }
 
-/* -DFUZZ_ORDER_ALLOW_KNOWN lets the open findings of regressions/README.md
- * pass (a NUL-key body that is not JSON refused as 422; numbers with
- * leading zeros and raw control characters in strings taken as JSON), to
- * fuzz on past them until src/order.c is fixed. */
-#ifdef FUZZ_ORDER_ALLOW_KNOWN
-static const bool allow_known = true;
-#else
-static const bool allow_known = false;
-#endif
-
 /* A reference RFC 8259 reader, for the classification of bodies:
  * returns 1 for one JSON object (with surrounding whitespace) nested at most
  * `max_depth` deep, 0 for anything that is not JSON text, -1 for JSON that
@@ -71,7 +61,6 @@ struct rfc {
     size_t len, i;
     int depth, max_depth;
     bool too_deep;
-    bool dubious;       /* a known finding was met: do not judge */
 };
 
 static void rfc_ws(struct rfc *r)
@@ -102,13 +91,8 @@ static bool rfc_number(struct rfc *r)
         return false;
     if (r->s[r->i] == '0') {        /* no leading zeros */
         r->i++;
-        if (rfc_digit(r)) {
-            if (!allow_known)
-                return false;
-            r->dubious = true;
-            while (rfc_digit(r))
-                r->i++;
-        }
+        if (rfc_digit(r))
+            return false;
     } else {
         while (rfc_digit(r))
             r->i++;
@@ -141,11 +125,8 @@ static bool rfc_string(struct rfc *r)
         unsigned char c = (unsigned char)r->s[r->i++];
         if (c == '"')
             return true;
-        if (c < 0x20) {                 /* RFC 8259: control characters escaped */
-            if (!allow_known)
-                return false;
-            r->dubious = true;
-        }
+        if (c < 0x20)                   /* RFC 8259: control characters escaped */
+            return false;
         if (c != '\\')
             continue;
         if (r->i >= r->len)
@@ -235,7 +216,7 @@ static int rfc_object(const char *s, size_t len, int max_depth)
     rfc_ws(&r);
     if (r.i != len)
         return 0;
-    return r.too_deep || r.dubious ? -1 : 1;
+    return r.too_deep ? -1 : 1;
 }
 
 static void check_items(const char *items_json, long long total_cents)
@@ -410,8 +391,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             enum error_kind k = err[create].kind;
             CHECK(k == ERR_INVALID_JSON || k == ERR_VALIDATION_FAILED || k == ERR_INTERNAL,
                   "error kind %d (%s)", (int)k, err[create].message);
-            bool known = allow_known && strncmp(err[create].message, "field name ", 11) == 0;
-            if (k == ERR_VALIDATION_FAILED && !known)
+            if (k == ERR_VALIDATION_FAILED)
                 CHECK(json_class != 0,
                       "validation_failed (422) for a body that is not JSON: %s",
                       err[create].message);

@@ -40,12 +40,13 @@ auth_suite_setup() {
 }
 
 auth_suite_teardown() {
-	local d
+	local d rc=0
 	for d in "${AUTH_READS_DIR:-}" "${AUTH_WRITES_DIR:-}"; do
 		[[ -n $d && -d $d ]] || continue
 		instance_use "$d"
-		orders_suite_teardown
+		orders_suite_teardown || rc=1
 	done
+	return "$rc"
 }
 
 use_writes() { instance_use "$AUTH_WRITES_DIR"; }

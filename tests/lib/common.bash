@@ -266,20 +266,63 @@ server_log_tail() {
 	echo "---"
 }
 
-# assert_no_crash_in_log: the web server's error log (which also gets the
-# responder's stderr) shows no crashed responder and no sanitizer report.
+# What a sanitizer, the C library or the kernel writes when a responder
+# crashed, leaked or corrupted memory (an extended regular expression, also
+# read by the browser suite). Exact words, case and all, so that an ordinary
+# log line cannot match by accident.
+SANITIZER_REPORT_RE=$(<"$ORDERS_TESTS_LIB/sanitizer-report.ere")
+
+# responder_stderr_files: every file of the current instance that a
+# responder's stderr can reach. lighttpd hands the responders it spawns its
+# own stderr (server.out) and logs their deaths to its error log; mod_fcgid
+# gives them Apache's error log; spawn-fcgi responders of the stream suites
+# write NAME.log, a second lighttpd NAME.out, `--migrate` migrate.log.
+# Access logs hold what clients sent, which may be anything: not these.
+responder_stderr_files() {
+	local f
+	for f in "$ORDERS_TMP"/*.out "$ORDERS_TMP"/*.log "$ORDERS_TMP"/*.err; do
+		[[ -f $f && $f != *access.log ]] && printf '%s\n' "$f"
+	done
+	return 0
+}
+
+# sanitizer_reports FILE...: the first lines of the FILEs that show a
+# sanitizer report or a crash, as FILE:LINE:TEXT; nothing when clean.
+sanitizer_reports() {
+	(($#)) || return 0
+	{ grep -HnE "$SANITIZER_REPORT_RE" "$@" 2>/dev/null || true; } | head -n 20
+}
+
+# assert_no_sanitizer_report [FILE...]: no sanitizer report or crash in the
+# FILEs, by default in every file the responder's stderr can reach.
+assert_no_sanitizer_report() {
+	local -a files=("$@")
+	(($#)) || mapfile -t files < <(responder_stderr_files)
+	local hits
+	hits=$(sanitizer_reports "${files[@]}")
+	[[ -z $hits ]] || fail "sanitizer report or crash in the responder's stderr:
+$hits"
+}
+
+# assert_no_crash_in_log: no sanitizer report or crash in what the responder
+# wrote, and no responder that the web server saw die ("child exited" and
+# "child signal" in its error log; the suites that kill responders on
+# purpose use assert_no_sanitizer_report alone).
 assert_no_crash_in_log() {
+	assert_no_sanitizer_report
 	local f hits
 	f=$(server_log)
 	[[ -f $f ]] || return 0
-	hits=$(grep -iE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|child signal|child exited|unexpected signal|segfault|core dumped|double free|stack smashing' "$f" | head -n 20 || true)
-	[[ -z $hits ]] || fail "crash or sanitizer report in $f:
+	hits=$(grep -iE 'child signal|child exited|unexpected signal' "$f" | head -n 20 || true)
+	[[ -z $hits ]] || fail "a responder died, says $f:
 $hits"
 }
 
 # server_start [VAR=VALUE...]: write the config for $ORDERS_TEST_SERVER into the
 # current instance, start the server in the foreground (in the background of
-# this shell), save its PID and wait until /api/v1/health answers 200.
+# this shell), save its PID and wait until /api/v1/health answers 200. The
+# server's stderr is appended to server.out, so that a restart keeps what the
+# responders of the last server wrote there (instance_remove reads it).
 server_start() {
 	local bin attempt env
 	bin=$(server_binary) || return 1
@@ -294,23 +337,23 @@ server_start() {
 		lighttpd)
 			_write_lighttpd_conf "$bin" <<<"$env"
 			instance_chown
-			"$LIGHTTPD_BIN" -tt -f "$ORDERS_TMP/lighttpd.conf" >"$ORDERS_TMP/server.out" 2>&1 || {
+			"$LIGHTTPD_BIN" -tt -f "$ORDERS_TMP/lighttpd.conf" >"$ORDERS_TMP/config-check.out" 2>&1 || {
 				echo "lighttpd config test failed:" >&2
-				cat "$ORDERS_TMP/server.out" >&2
+				cat "$ORDERS_TMP/config-check.out" >&2
 				return 1
 			}
-			"$LIGHTTPD_BIN" -D -f "$ORDERS_TMP/lighttpd.conf" </dev/null >"$ORDERS_TMP/server.out" 2>&1 3>&- &
+			"$LIGHTTPD_BIN" -D -f "$ORDERS_TMP/lighttpd.conf" </dev/null >>"$ORDERS_TMP/server.out" 2>&1 3>&- &
 			ORDERS_SERVER_PID=$!
 			;;
 		apache)
 			_write_apache_conf "$bin" <<<"$env"
 			instance_chown
-			"$APACHE_BIN" -t -f "$ORDERS_TMP/apache.conf" >"$ORDERS_TMP/server.out" 2>&1 || {
+			"$APACHE_BIN" -t -f "$ORDERS_TMP/apache.conf" >"$ORDERS_TMP/config-check.out" 2>&1 || {
 				echo "apache config test failed:" >&2
-				cat "$ORDERS_TMP/server.out" >&2
+				cat "$ORDERS_TMP/config-check.out" >&2
 				return 1
 			}
-			"$APACHE_BIN" -f "$ORDERS_TMP/apache.conf" -DFOREGROUND </dev/null >"$ORDERS_TMP/server.out" 2>&1 3>&- &
+			"$APACHE_BIN" -f "$ORDERS_TMP/apache.conf" -DFOREGROUND </dev/null >>"$ORDERS_TMP/server.out" 2>&1 3>&- &
 			ORDERS_SERVER_PID=$!
 			;;
 		*)
@@ -411,8 +454,21 @@ server_restart() {
 	server_start "$@"
 }
 
+# instance_remove: delete the current instance's temp dir, once its server
+# has stopped. LeakSanitizer reports when a responder exits, after the last
+# test looked: so this looks again, and fails (keeping the dir to read) when
+# anything a responder wrote shows a sanitizer report or a crash.
 instance_remove() {
 	[[ -n ${ORDERS_TMP:-} && -d $ORDERS_TMP ]] || return 0
+	local hits
+	local -a files
+	mapfile -t files < <(responder_stderr_files)
+	hits=$(sanitizer_reports "${files[@]}")
+	if [[ -n $hits ]]; then
+		echo "sanitizer report or crash after the responders of $ORDERS_TMP exited (dir kept):
+$hits" >&2
+		return 1
+	fi
 	if [[ ${ORDERS_TEST_KEEP:-0} == 1 ]]; then
 		echo "# kept $ORDERS_TMP" >&3
 		return 0
@@ -576,13 +632,20 @@ db() {
 	sqlite3 -batch -bail -cmd '.timeout 10000' "$ORDERS_DBFILE" "$@"
 }
 
-# db_state: one line that changes whenever a write reached the database.
+# db_state: one line that changes whenever a write reached the database:
+# for each of orders, events and idempotency_keys its row count and a
+# SHA3-256 of every column of every row in key order (sha3_query of the
+# sqlite3 shell hashes each value with its type, so 1 and '1', NULL and ''
+# differ). Counts and sums would miss a stored idempotency key, a field
+# changed without a new version, or an event rewritten in place. One sqlite3
+# process and one read transaction: the three tables are seen at one moment.
 db_state() {
-	db "SELECT (SELECT count(*) FROM orders) || ' orders, versions ' ||
-	           (SELECT coalesce(sum(version),0) FROM orders) || ', last update ' ||
-	           (SELECT coalesce(max(updated_at),'-') FROM orders) || ', events ' ||
-	           (SELECT count(*) FROM events) || ', max event id ' ||
-	           (SELECT coalesce(max(id),0) FROM events)"
+	db "SELECT 'orders ' || (SELECT count(*) FROM orders) || ' ' ||
+	           lower(hex(sha3_query('SELECT * FROM orders ORDER BY seq', 256))) ||
+	           '; events ' || (SELECT count(*) FROM events) || ' ' ||
+	           lower(hex(sha3_query('SELECT * FROM events ORDER BY id', 256))) ||
+	           '; idempotency_keys ' || (SELECT count(*) FROM idempotency_keys) || ' ' ||
+	           lower(hex(sha3_query('SELECT * FROM idempotency_keys ORDER BY key', 256)))"
 }
 
 db_head() { db 'SELECT coalesce(max(id),0) FROM events'; }

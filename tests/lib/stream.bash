@@ -151,18 +151,21 @@ stream_aux_start() {
 	server_start "${STREAM_SUITE_ENV[@]}" "$@"
 }
 
+# stream_aux_stop_all: stop and remove every aux instance; fails when one
+# of them shows a sanitizer report (instance_remove), after stopping all.
 stream_aux_stop_all() {
-	local d
+	local d rc=0
 	for d in "${STREAM_AUX_DIRS[@]}"; do
 		instance_use "$d"
 		stream_server_stop
-		instance_remove
+		instance_remove || rc=1
 	done
 	STREAM_AUX_DIRS=()
 	if [[ -n $STREAM_HOME_TMP ]]; then
 		instance_use "$STREAM_HOME_TMP"
 		STREAM_HOME_TMP=
 	fi
+	return "$rc"
 }
 
 stream_test_teardown() {
@@ -176,7 +179,6 @@ stream_test_teardown() {
 	((${#STREAM_BG_PIDS[@]} == 0)) || bg_kill "${STREAM_BG_PIDS[@]}"
 	STREAM_BG_PIDS=()
 	((${#STREAM_AUX_DIRS[@]} == 0)) || stream_aux_stop_all
-	return 0
 }
 
 # ---------------------------------------------------------------- stream clients

@@ -132,8 +132,7 @@ static void test_load(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ok(!auth_token_valid(a, bad[i]), "token '%s' refused", bad[i]);
     auth_free(a);
-    auth_free(NULL);
-    ok(1, "auth_free(NULL) is harmless");
+    auth_free(NULL);    /* like free(NULL); a crash here ends the run before its plan */
 
     /* Empty file: loads, accepts nothing. */
     write_file(path, "# nobody yet\n\n");
