@@ -44,6 +44,7 @@ teardown() {
 @test "ORDERS_READ_TOKENS=1: GETs need a token" { case_read_tokens_required; }
 @test "ORDERS_READ_TOKENS=1: writes need a token" { case_read_tokens_writes_still_need_token; }
 @test "ORDERS_READ_TOKENS=1: the stream takes access_token or Authorization" { case_read_tokens_stream; }
+@test "ORDERS_READ_TOKENS=1: /health needs a token too (401 + WWW-Authenticate, 200 with one); access_token only for the stream" { case_read_tokens_health; }
 @test "CORS *: Access-Control-Allow-Origin: *" { case_cors_star; }
 @test "tokens: the file is re-read when it changes" { case_auth_tokens_file_reloaded; }
 @test "no crashed responder or sanitizer report in the server logs" { case_auth_no_crash_in_server_log; }

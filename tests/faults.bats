@@ -4,11 +4,12 @@
 # file, missing directory, corrupt or damaged file, newer schema) directly,
 # under spawn-fcgi and under lighttpd, SIGKILL of the responder and of
 # lighttpd under write load, and a graceful stop (SIGTERM) with requests in
-# flight and a stream open, once and 25 times under load.
+# flight and a stream open, once and 25 times under load, and /health's 503
+# while the database does not answer.
 # The cases live in lib/faults.bash (load generator and database checker:
-# lib/faults_tools.py); tests/faults-apache.bats runs the lock and start-up
-# cases behind Apache httpd + mod_fcgid. Each case starts an instance of its
-# own (temp dir, database, lighttpd on a free port).
+# lib/faults_tools.py); tests/faults-apache.bats runs the lock, start-up,
+# SIGTERM and /health cases behind Apache httpd + mod_fcgid. Each case starts
+# an instance of its own (temp dir, database, lighttpd on a free port).
 # Run from the repository root: bats --tap tests/faults.bats
 # (ORDERS_FCGI points at the responder, default src/orders.fcgi)
 
@@ -37,3 +38,4 @@ teardown() {
 @test "faults: SIGTERM with requests in flight and a stream open: 2xx, clean stream end, exit within 5 s, resume misses nothing" { fcase_graceful_stop; }
 @test "faults: SIGTERM under write load: no response cut short, everything acknowledged kept, stream ends cleanly" { fcase_graceful_stop_under_load; }
 @test "faults: 25 SIGTERMs under write load: every stop is prompt (no thread left running into the 4.5 s deadline)" { fcase_repeated_stop_under_load; }
+@test "faults: /health answers 503 unavailable + Retry-After while the database does not answer (a damaged page), 200 again once it does" { fcase_health_db_unavailable; }

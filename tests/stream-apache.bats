@@ -1,10 +1,11 @@
 #!/usr/bin/env bats
 # Event stream suite (SPEC.md section 4) behind Apache httpd + mod_fcgid: the
 # core cases of tests/stream.bats (byte-exact sequence, positions, resets,
-# filters, gzip, a change made with sqlite3). mod_fcgid gives each open
-# stream a responder process of its own, so FcgidMaxProcessesPerClass is
-# raised for this suite, and /health's stream count (per process) is not
-# asserted here.
+# filters, gzip, a change made with sqlite3, a hand-made event that is not
+# JSON, the no-gap load test, a killed responder), and ORDERS_STREAM_MAX_S
+# against mod_fcgid's FcgidBusyTimeout. mod_fcgid gives each open stream a
+# responder process of its own, so FcgidMaxProcessesPerClass is raised for
+# this suite, and /health's stream count (per process) is not asserted here.
 # Run from the repository root: bats --tap tests/stream-apache.bats
 # (ORDERS_FCGI points at the responder, default src/orders.fcgi)
 
@@ -36,3 +37,7 @@ teardown() {
 @test "apache stream: gzip is decoded to the same text and stays live" { scase_gzip; }
 @test "apache stream: a long replay (3000+ events) is exact: plain, gzip and filtered, then live" { scase_long_replay; }
 @test "apache stream: a change made with the sqlite3 command reaches an open stream within 1 s" { scase_sqlite3_change; }
+@test "apache stream: a hand-made event whose patch is not JSON goes out as a JSON string, live and in replay" { scase_hand_made_patch; }
+@test "apache stream: no gap, no duplicate: 4 writers x 200 PATCHes, 8 clients dropping and reconnecting" { scase_nogap; }
+@test "apache stream: responder SIGKILLed mid-stream, another serves; resuming client sees every event once" { scase_sigkill_responder; }
+@test "apache stream: ORDERS_STREAM_MAX_S ends a stream cleanly before FcgidBusyTimeout, its process kept, resume without gap" { scase_stream_max_vs_busy_timeout; }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # Event stream suite (SPEC.md section 4) behind lighttpd: the byte-exact
 # sequence, replay and positions, resets, filters, gzip, other processes'
-# commits, the no-gap load test, slow clients, a killed responder, the
-# stream limit and ORDERS_STREAM_MAX_S.
+# commits, a hand-made event that is not JSON, the no-gap load test, slow
+# clients, a killed responder, the stream limit and ORDERS_STREAM_MAX_S.
 # The cases live in lib/stream.bash; tests/stream-apache.bats runs the core
 # ones behind Apache httpd + mod_fcgid.
 # Run from the repository root: bats --tap tests/stream.bats
@@ -35,9 +35,10 @@ teardown() {
 @test "stream: gzip is decoded to the same text and stays live" { scase_gzip; }
 @test "stream: a long replay (3000+ events) is exact: plain, gzip and filtered, then live" { scase_long_replay; }
 @test "stream: a change made with the sqlite3 command reaches an open stream within 1 s" { scase_sqlite3_change; }
+@test "stream: a hand-made event whose patch is not JSON goes out as a JSON string, live and in replay" { scase_hand_made_patch; }
 @test "stream: two responder processes (spawn-fcgi) on one database see each other's commits within 1 s" { scase_cross_process; }
 @test "stream: no gap, no duplicate: 4 writers x 500 PATCHes, 50 clients dropping and reconnecting" { scase_nogap; }
 @test "stream: a client that stops reading is closed after ORDERS_WRITE_TIMEOUT_S, others not slowed" { scase_slow_client_dropped; }
 @test "stream: responder SIGKILLed mid-stream, respawned; resuming client sees every event once" { scase_sigkill_responder; }
 @test "stream: ORDERS_MAX_STREAMS gives 503 with Retry-After; health counts and releases streams" { scase_max_streams; }
-@test "stream: ORDERS_STREAM_MAX_S ends streams cleanly after 80-100 %, resume without gap" { scase_stream_max; }
+@test "stream: ORDERS_STREAM_MAX_S ends 16 streams cleanly after 80-100 %, each at its own point; resume without gap" { scase_stream_max; }

@@ -313,6 +313,11 @@ case_read_tokens_stream() {
 	assert_401
 	stream_probe '/api/v1/stream/events?access_token=wrong'
 	assert_401
+	stream_probe /api/v1/stream/events -H 'Authorization: Bearer wrong'
+	assert_401
+	# the file's hashed form is not a token
+	stream_probe "/api/v1/stream/events?access_token=sha256:$(printf '%s' "$TOKEN_HASHED" | sha256sum | cut -d' ' -f1)"
+	assert_401
 	stream_probe "/api/v1/stream/events?access_token=$TOKEN_RAW"
 	assert_status 200
 	[[ $(hdr Content-Type) == text/event-stream* ]] || fail "stream Content-Type; $(_resp)"
@@ -320,6 +325,42 @@ case_read_tokens_stream() {
 	stream_probe /api/v1/stream/events -H "$(bearer "$TOKEN_HASHED")"
 	assert_status 200
 	[[ $(hdr Content-Type) == text/event-stream* ]] || fail "stream Content-Type; $(_resp)"
+	# and with a token it is the whole stream: connected, then the replay
+	# from the position (lastEventId or Last-Event-ID)
+	local h ev
+	create_order "$(order_json 'Stream with token')" -H "$(bearer)"
+	h=$(db_head)
+	ev=$'\nid: '"$h"$'\nevent: order.created\ndata: {"type":"order.created","id":"'"$OID"'",'
+	stream_until "$ev" "/api/v1/stream/events?access_token=$TOKEN_HASHED&lastEventId=$((h - 1))"
+	assert_status 200
+	[[ $BODY == *$'\n\nevent: connected\ndata: {"message":"Connected to event stream","lastEventId":'"$h}"$'\n'* && $BODY == *"$ev"* ]] ||
+		fail "stream with access_token from $((h - 1)): no connected event or no event $h; $(_resp)"
+	stream_until "$ev" /api/v1/stream/events -H "$(bearer)" -H "Last-Event-ID: $((h - 1))"
+	assert_status 200
+	[[ $BODY == *"$ev"* ]] || fail "stream with Authorization from $((h - 1)): no event $h; $(_resp)"
+}
+
+# /health is a read like the others (SPEC section 5: with ORDERS_READ_TOKENS=1
+# "reads and the stream need a token too"; section 2 gives /metrics the same
+# rule): 401 with WWW-Authenticate without a valid bearer token, 200 with its
+# body with one. A token in the query is the stream's alone, for EventSource:
+# not for /health, nor for /events.
+case_read_tokens_health() {
+	use_reads
+	local h t
+	soft refused_401 GET /api/v1/health
+	soft refused_401 GET /api/v1/health -H 'Authorization: Bearer wrong'
+	soft refused_401 GET /api/v1/health -H "Authorization: Basic $(printf 'user:%s' "$TOKEN_RAW" | base64)"
+	soft refused_401 GET "/api/v1/health?access_token=$TOKEN_RAW"
+	soft refused_401 GET "/api/v1/events?access_token=$TOKEN_RAW"
+	soft_done
+	h=$(db_head)
+	for t in "$TOKEN_RAW" "$TOKEN_HASHED"; do
+		api GET /api/v1/health -H "$(bearer "$t")"
+		assert_status 200
+		assert_json_ct
+		assert_jq '[.status, .lastEventId, (.streams | type)]' "[\"ok\",$h,\"number\"]"
+	done
 }
 
 case_cors_star() {

@@ -564,12 +564,13 @@ _read_headers() {
 	done
 }
 
-# stream_probe PATH [curl args...]: GET PATH (an SSE stream) until the response
-# headers and the first body bytes arrived (or 10 s), then drop the connection.
-# Sets STATUS, HEADERS, BODY like api.
-stream_probe() {
-	local path=$1
-	shift
+# stream_until TEXT PATH [curl args...]: GET PATH (an SSE stream) until its
+# body holds TEXT, or with TEXT empty until the response headers and the
+# first body bytes arrived (at most 10 s), then drop the connection. Sets
+# STATUS, HEADERS, BODY like api.
+stream_until() {
+	local text=$1 path=$2
+	shift 2
 	local d=${BATS_TEST_TMPDIR:-$ORDERS_TMP/curl}
 	mkdir -p "$d"
 	local hf=$d/stream-headers bf=$d/stream-body pid i
@@ -580,7 +581,9 @@ stream_probe() {
 	pid=$!
 	for i in $(seq 1 200); do
 		kill -0 "$pid" 2>/dev/null || break
-		if grep -qE $'^\r?$' "$hf" 2>/dev/null && [[ -s $bf ]]; then
+		if [[ -n $text ]]; then
+			[[ $(<"$bf") == *"$text"* ]] && break
+		elif grep -qE $'^\r?$' "$hf" 2>/dev/null && [[ -s $bf ]]; then
 			break
 		fi
 		sleep 0.05
@@ -592,6 +595,11 @@ stream_probe() {
 	STATUS=${STATUS%%[ $'\n']*}
 	[[ $STATUS =~ ^[0-9]{3}$ ]] || STATUS=000
 	BODY=$(<"$bf")
+}
+
+# stream_probe PATH [curl args...]: stream_until the first body bytes.
+stream_probe() {
+	stream_until '' "$@"
 }
 
 # api_json METHOD PATH JSON [curl args...]: with Content-Type: application/json.

@@ -1,15 +1,17 @@
 # shellcheck shell=bash
 # Fault injection cases (issue 5): a database locked by another process, a
 # full disk (ORDERS_MAX_PAGES), start-up refusals, SIGKILL of the responder
-# and of lighttpd under write load, and a graceful stop (SIGTERM) with
-# requests in flight and a stream open.
+# and of lighttpd under write load, a graceful stop (SIGTERM) with requests
+# in flight and a stream open, and /health while the database does not
+# answer.
 #
 #   load 'lib/common'
 #   load 'lib/stream'
 #   load 'lib/faults'
 #
 # Used by tests/faults.bats (lighttpd) and tests/faults-apache.bats (the
-# lock and start-up cases behind Apache httpd + mod_fcgid). Each case runs on
+# lock, start-up, SIGTERM and /health cases behind Apache httpd +
+# mod_fcgid). Each case runs on
 # an instance of its own (temp dir, database, web server) started inside the
 # test with stream_aux_start, so that the web server is a child of the test's
 # shell: it can be signalled and reaped by PID, and stream_test_teardown stops
@@ -700,9 +702,16 @@ fcase_crash_sigkill_lighttpd() {
 # stream is open: the writes complete with 2xx, the stream ends after a
 # complete event (curl exits 0, the body ends with "\n\n"), the process exits
 # within 5 s, and a client that resumes with Last-Event-ID misses nothing.
+# Under mod_fcgid the stream and each write hold a process of their own:
+# every responder gets the SIGTERM (as at Apache's stop or restart), once
+# all five requests are inside one. mod_fcgid starts about one process a
+# second, so there the writes wait up to 15 s for the lock instead of 4 s.
 fcase_graceful_stop() {
-	faults_instance ORDERS_BUSY_TIMEOUT_MS=4000
-	local a b c d h pid t0 t_exit i rc st last head
+	local bt=4000
+	on_apache && bt=15000
+	faults_instance ORDERS_BUSY_TIMEOUT_MS=$bt
+	local a b c d h pid t0 t_exit i rc st last head n deadline
+	local -a pids=()
 	create_order "$(order_json 'Graceful A')"
 	a=$OID
 	create_order "$(order_json 'Graceful B')"
@@ -715,7 +724,10 @@ fcase_graceful_stop() {
 	sse_open g1 /api/v1/stream/events -H "Last-Event-ID: $((h - 1))"
 	sse_wait_connected g1
 	sse_wait_id g1 "$h"
-	pid=$(faults_responder_pid) || fail "no orders.fcgi child of lighttpd"
+	if ! on_apache; then
+		pid=$(faults_responder_pid) || fail "no orders.fcgi child of lighttpd"
+		pids=("$pid")
+	fi
 
 	faults_lock_start
 	local -a fl=()
@@ -733,11 +745,19 @@ fcase_graceful_stop() {
 	fl+=("$!")
 	bg_track "$!"
 	sleep 1
+	if on_apache; then
+		deadline=$(($(now_ms) + 12000))
+		until n=$(busy_responder_pids | wc -l) && ((n >= 5)); do
+			(($(now_ms) < deadline)) || fail "the stream and 4 writes hold $n responder processes after 13 s, not 5 (all: $(responder_pids | tr '\n' ' '))"
+			sleep 0.1
+		done
+		mapfile -t pids < <(responder_pids)
+	fi
 	for i in 0 1 2 3; do
 		child_running "${fl[$i]}" || fail "request $i finished before the stop (status $(cat "$d/inflight$i.status")): not in flight"
 	done
 	t0=$(now_ms)
-	kill -TERM "$pid"
+	kill -TERM "${pids[@]}"
 	sleep 0.5
 	faults_lock_release
 
@@ -765,10 +785,12 @@ fcase_graceful_stop() {
 		fail "the stream does not end after a complete event: $(tail -c 200 "$(sse_body g1)" | sed -n l)"
 
 	# the process exits within 5 s
-	faults_wait_gone "$pid" 8 || fail "responder $pid still running 8 s after SIGTERM"
+	for pid in "${pids[@]}"; do
+		faults_wait_gone "$pid" 8 || fail "responder $pid still running 8 s after SIGTERM"
+	done
 	t_exit=$(($(now_ms) - t0))
-	((t_exit <= 5000)) || fail "responder $pid took $t_exit ms to exit after SIGTERM (more than 5 s)"
-	echo "# responder $pid exited $t_exit ms after SIGTERM; in-flight: $(cat "$d"/inflight{0,1,2,3}.status | tr '\n' ' ')" >&3
+	((t_exit <= 5000)) || fail "responders ${pids[*]} took $t_exit ms to exit after SIGTERM (more than 5 s)"
+	echo "# responders ${pids[*]} exited within $t_exit ms of SIGTERM; in-flight: $(cat "$d"/inflight{0,1,2,3}.status | tr '\n' ' ')" >&3
 
 	# every in-flight write is in the database with its event
 	for i in 0 1 2; do
@@ -780,7 +802,7 @@ fcase_graceful_stop() {
 	done
 	faults_check
 
-	# lighttpd starts a new responder; writes go on
+	# the web server starts a new responder; writes go on
 	faults_wait_health 20
 	note_change "$b" 'after the restart'
 	head=$EVENT_ID
@@ -910,4 +932,83 @@ $(faults_threads_report "$pid")"
 	faults_check --strict-errors "$log"
 	((${#slow[@]} == 0)) || fail "${#slow[@]} of 25 stops took more than 3 s with only millisecond requests in flight (the 4.5 s deadline): ${slow[*]}
 $report"
+}
+
+# ---------------------------------------------------------------- 6. /health when the database does not answer
+
+# faults_checkpoint: PRAGMA wal_checkpoint(TRUNCATE) from another connection:
+# every page back in the database file and the WAL restarted, so that every
+# connection of the responders drops its page cache at its next read.
+faults_checkpoint() {
+	local out i
+	for i in 1 2 3 4 5; do
+		out=$(db 'PRAGMA wal_checkpoint(TRUNCATE)')
+		[[ $out == 0\|* ]] && return 0
+		sleep 0.2
+	done
+	fail "PRAGMA wal_checkpoint(TRUNCATE) stayed busy: $out"
+}
+
+# /health is the readiness check: 503 unavailable (with Retry-After, as every
+# 503) when the database does not answer. Another process's lock does not
+# make it so: in WAL mode a writer never blocks readers (fcase_db_locked
+# holds /health to 200 under BEGIN EXCLUSIVE), and a responder opens its
+# connections once, at start, so taking the file's permissions away later
+# changes nothing. What stops the database from answering a running
+# responder is the file going bad under it (a bad sector, a stray write):
+# here the page of sqlite_sequence, where /health reads the head, is
+# overwritten with zeros behind SQLite's back, after a checkpoint (so that
+# the WAL holds no newer copy of it). /health answers 503 from every
+# thread (and process); a write meanwhile is refused and leaves nothing;
+# once the page is back, /health answers 200 with the same head, without a
+# restart, and writes go on.
+fcase_health_db_unavailable() {
+	faults_instance
+	local a h root psize saved pid="" i ra
+	create_order "$(order_json 'Health A')"
+	a=$OID
+	note_change "$a" 'before the damage'
+	h=$EVENT_ID
+	api GET /api/v1/health
+	assert_status 200
+	assert_jq '.lastEventId' "$h"
+	on_apache || pid=$(faults_responder_pid) || fail "no orders.fcgi child of lighttpd"
+	root=$(db "SELECT rootpage FROM sqlite_schema WHERE name = 'sqlite_sequence'")
+	psize=$(db 'PRAGMA page_size')
+	((root > 1 && psize >= 512)) || fail "sqlite_sequence at page [$root], page size [$psize]"
+	saved=$BATS_TEST_TMPDIR/sqlite_sequence.page
+	faults_checkpoint
+	dd if="$ORDERS_DBFILE" of="$saved" bs="$psize" skip=$((root - 1)) count=1 status=none
+	dd if=/dev/zero of="$ORDERS_DBFILE" bs="$psize" seek=$((root - 1)) count=1 conv=notrunc status=none
+	faults_checkpoint
+
+	for i in 1 2 3 4 5 6; do
+		api GET /api/v1/health
+		assert_error 503 unavailable
+		ra=$(hdr Retry-After) || fail "503 without Retry-After: $(_resp)"
+		[[ $ra =~ ^[0-9]+$ ]] || fail "Retry-After [$ra] is not delay-seconds"
+	done
+	echo "# /health with sqlite_sequence's page zeroed: $STATUS $BODY" >&3
+	snap
+	api_json PATCH "/api/v1/orders/$a" '{"note":"while the database does not answer"}'
+	[[ $STATUS == 5?? ]] || fail "a PATCH while the database does not answer: $(_resp)"
+	assert_error "$STATUS" "$(jf .error.code)"
+	assert_unchanged
+	echo "# PATCH meanwhile: $STATUS $BODY" >&3
+
+	dd if="$saved" of="$ORDERS_DBFILE" bs="$psize" seek=$((root - 1)) count=1 conv=notrunc status=none
+	faults_checkpoint
+	for i in 1 2 3 4 5 6; do
+		api GET /api/v1/health
+		assert_status 200
+		assert_json_ct
+		assert_jq '[.status, .lastEventId, (.streams | type)]' "[\"ok\",$h,\"number\"]"
+	done
+	[[ -z $pid ]] || [[ $(faults_responder_pid) == "$pid" ]] ||
+		fail "the responder was restarted (pid $pid, now $(faults_responder_pid))"
+	note_change "$a" 'after the repair'
+	((EVENT_ID == h + 1)) || fail "the write after the repair got event $EVENT_ID, expected $((h + 1))"
+	[[ $(db 'PRAGMA integrity_check') == ok ]] || fail "integrity_check: $(db 'PRAGMA integrity_check' | head -n 5)"
+	faults_check
+	assert_no_sanitizer_report
 }

@@ -212,18 +212,30 @@ hcase_slowloris() {
 	hostile_assert_recovered "slowloris"
 }
 
-# Not a pass/fail check: the shipped configurations buffer request bodies
-# (lighttpd's default server.stream-request-body = 0, mod_fcgid always), so
-# a slow client never holds one of the responder's threads. This measures
-# what happens with a front end that streams bodies to the responder
-# (server.stream-request-body = 2) and more slow clients than ORDERS_THREADS.
-hcase_slowloris_streamed_body_probe() {
+# More trickled bodies than ORDERS_THREADS through a front end that streams
+# request bodies to the responder (server.stream-request-body = 2), so that
+# each slow client holds one of the responder's threads while its body
+# trickles in (the shipped configurations buffer bodies: lighttpd's default
+# server.stream-request-body = 0, mod_fcgid always). README ("Failure
+# modes", hostile input): trickling connections leave the responder's
+# threads and descriptors where they were; and each POST, once its body is
+# in, is an ordinary valid request: 201, one order. How long other requests
+# wait meanwhile (every thread may be held) is a figure, not a bound SPEC or
+# README sets: bench/slowloris.sh measures it, and the probes that
+# hostile.py sends meanwhile are not judged here.
+hcase_slowloris_streamed_bodies() {
 	hostile_baseline
+	local before rc=0 out
+	before=$(db "SELECT count(*) FROM orders WHERE customer LIKE 'Slow %'")
 	hostile_front 'server.stream-request-body = 2'
-	local out rc=0
 	out=$(timeout 120 python3 "$HOSTILE_PY" slowloris --port "$FRONT_PORT" --bodies 10 --headers 0 --interval 0.05 --seconds 20 \
-		--probe-path /api/v1/orders?limit=5 2>&1) || rc=$?
-	echo "# with server.stream-request-body = 2 and 10 trickled bodies (ORDERS_THREADS=8): $(jq -c '{probes, probe_max_ms, failures: (.failures | length)}' <<<"$out" 2>/dev/null || echo "$out")" >&3
+		--probe-path /api/v1/orders?limit=5 2>"$BATS_TEST_TMPDIR/streamed.err") || rc=$?
+	# exit 1: failures listed in the JSON, the probes' among them
+	((rc <= 1)) || fail "hostile.py slowloris exited $rc: $out $(tail -n 5 "$BATS_TEST_TMPDIR/streamed.err")"
+	jq -e '[.statuses | to_entries[] | select(.key | startswith("body")) | .value] | length == 10 and all(. == 201)' \
+		<<<"$out" >/dev/null || fail "not every trickled POST through the streaming front got 201: $(jq -c '{statuses, failures}' <<<"$out" 2>/dev/null || echo "$out")"
+	(($(db "SELECT count(*) FROM orders WHERE customer LIKE 'Slow %'") == before + 10)) ||
+		fail "orders 'Slow %': $before before, $(db "SELECT count(*) FROM orders WHERE customer LIKE 'Slow %'") after 10 POSTs"
 	hostile_front_stop
 	hostile_assert_recovered "slowloris with streamed bodies"
 }

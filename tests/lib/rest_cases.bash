@@ -83,7 +83,8 @@ ensure_orders() {
 }
 
 # walk_pages QUERY LIMIT: follow nextCursor from the first page; sets WALK_IDS
-# (all ids in order, one a line), WALK_PAGES, and fails on a bad page.
+# (all ids in order, one a line), WALK_PAGES, and fails on a bad page. When
+# WALK_BETWEEN names a command, it runs between every two pages.
 walk_pages() {
 	local q=$1 limit=$2 cursor="" n=0 url
 	WALK_IDS=""
@@ -108,6 +109,7 @@ walk_pages() {
 		[[ -n $cursor ]] || break
 		((n > 0)) || fail "empty page with a non-null nextCursor: $(_resp)"
 		((WALK_PAGES < 500)) || fail "more than 500 pages; cursor loop?"
+		[[ -z ${WALK_BETWEEN:-} ]] || "$WALK_BETWEEN"
 	done
 	WALK_IDS=$(sed '/^$/d' <<<"$WALK_IDS")
 }
@@ -813,20 +815,52 @@ case_list_status_filter() {
 	done
 }
 
+# _walk_wait_insert: the WALK_BETWEEN of the cursor test: wait (at most 5 s)
+# until the writer has committed an order since the last page, so that every
+# step of the walk crosses an insert however the machine schedules the two.
+_walk_wait_insert() {
+	local m deadline
+	deadline=$(($(now_ms) + 5000))
+	while m=$(db 'SELECT coalesce(max(seq), 0) FROM orders') && ((m <= WALK_SEEN_SEQ)); do
+		(($(now_ms) < deadline)) || fail "the writer committed no order within 5 s after page $WALK_PAGES"
+		sleep 0.02
+	done
+	WALK_SEEN_SEQ=$m
+}
+
+# The cursor is stable while orders are added: a walk of every page, with a
+# writer adding orders through the API all along, lists every order that
+# existed before the walk exactly once, newest first, and no order added
+# after its first page (those are newer than anything a later page holds).
 case_list_cursor_stable_under_inserts() {
-	local first cursor new ids
-	ensure_orders 10
-	api GET '/api/v1/orders?limit=3'
-	assert_status 200
-	first=$(jf '.data[].id')
-	cursor=$(jf .nextCursor)
-	create_order "$(order_json 'Inserted between pages')"
-	new=$OID
-	api GET "/api/v1/orders?limit=3&cursor=$(jq -rn --arg c "$cursor" '$c|@uri')"
-	assert_status 200
-	ids=$(jf '.data[].id')
-	[[ $ids != *"$new"* ]] || fail "an order created after page 1 appears on page 2"
-	assert_newest_first "$first"$'\n'"$ids"
+	local before stop=$BATS_TEST_TMPDIR/writer.stop owner=$BASHPID wpid missing dups added
+	ensure_orders 40
+	before=$(db 'SELECT id FROM orders ORDER BY seq DESC')
+	WALK_SEEN_SEQ=$(db 'SELECT coalesce(max(seq), 0) FROM orders')
+	# the writer stops at the stop file, when this test's process is gone (a
+	# failed assertion) or after 60 s, so that it cannot outlive the test
+	(
+		end=$((SECONDS + 60))
+		i=0
+		while [[ ! -e $stop ]] && kill -0 "$owner" 2>/dev/null && ((SECONDS < end)); do
+			i=$((i + 1))
+			curl -s -o /dev/null --max-time 5 -X POST -H 'Content-Type: application/json' \
+				--data-binary "$(order_json "Added during the walk $i")" "$API_BASE/api/v1/orders" || true
+			sleep 0.05
+		done
+	) </dev/null >/dev/null 2>&1 3>&- &
+	wpid=$!
+	WALK_BETWEEN=_walk_wait_insert walk_pages "" 5
+	touch "$stop"
+	wait "$wpid" || true
+	added=$(db "SELECT count(*) FROM orders WHERE customer LIKE 'Added during the walk %'")
+	echo "# $WALK_PAGES pages, $added orders added meanwhile" >&3
+	((WALK_PAGES >= 8)) || fail "only $WALK_PAGES pages: the walk did not cross enough inserts"
+	missing=$(comm -23 <(sort <<<"$before") <(sort <<<"$WALK_IDS"))
+	[[ -z $missing ]] || fail "orders that existed before the walk are missing from it: $(tr '\n' ' ' <<<"$missing")"
+	dups=$(sort <<<"$WALK_IDS" | uniq -d)
+	[[ -z $dups ]] || fail "orders listed twice by the walk: $(tr '\n' ' ' <<<"$dups")"
+	assert_newest_first "$WALK_IDS"
 }
 
 case_list_bad_parameters() {
@@ -1116,20 +1150,21 @@ case_empty_body() {
 }
 
 case_invalid_utf8() {
-	local f=$BATS_TEST_TMPDIR/bad.json seq
+	local f=$BATS_TEST_TMPDIR/bad.json seq fmt
 	for seq in '\xff' '\xc0\xaf' '\xed\xa0\x80' '\xe2\x82' '\xf8\x88\x80\x80\x80' '\x80'; do
 		printf '{"customer":"Bad '"$seq"' UTF-8","items":[%s]}' "$ITEM1" >"$f"
 		soft refused 400 invalid_json "" POST /api/v1/orders -H 'Content-Type: application/json' --data-binary "@$f"
 	done
 	printf '\xef\xbb\xbf\xff{"customer":"x","items":[%s]}' "$ITEM1" >"$f"
 	refused 400 invalid_json "" POST /api/v1/orders -H 'Content-Type: application/json' --data-binary "@$f"
-	# a raw NUL byte in the body
-	printf '{"customer":"a\0b","items":[%s]}' "$ITEM1" >"$f"
-	snap
-	api POST /api/v1/orders -H 'Content-Type: application/json' --data-binary "@$f"
-	[[ $STATUS == 400 || $STATUS == 422 ]] || fail "raw NUL byte: expected 400 or 422; got: $(_resp)"
-	assert_json_ct
-	assert_unchanged
+	# a raw NUL byte is a control character that JSON must escape: the body
+	# is not JSON (README: "raw control characters, NUL"), wherever it is;
+	# an escaped \u0000 in a string is JSON, and 422 (case_note_rules)
+	for fmt in '{"customer":"a\0b","items":[%s]}' '{"customer":"ab",\0"items":[%s]}' '{"customer":"ab","items":[%s]}\0'; do
+		# shellcheck disable=SC2059 # the format holds the \0
+		printf "$fmt" "$ITEM1" >"$f"
+		soft refused 400 invalid_json "" POST /api/v1/orders -H 'Content-Type: application/json' --data-binary "@$f"
+	done
 	soft_done
 }
 
@@ -1141,11 +1176,11 @@ case_deep_nesting() {
 		rep ']' 20000
 		printf '}'
 	} >"$f"
-	snap
-	api POST /api/v1/orders -H 'Content-Type: application/json' --data-binary "@$f"
-	[[ $STATUS == 400 || $STATUS == 422 ]] || fail "deeply nested body: expected 400 or 422; got: $(_resp)"
-	assert_json_ct
-	assert_unchanged
+	# RFC 8259 (section 9) lets a parser limit nesting. The service parses
+	# at most 16 levels and answers a deeper body 400 invalid_json, as JSON
+	# it does not take, before any rule of section 1 (422) is looked at.
+	# README does not state the limit or this answer yet.
+	refused 400 invalid_json "" POST /api/v1/orders -H 'Content-Type: application/json' --data-binary "@$f"
 	api GET /api/v1/health
 	assert_status 200
 }

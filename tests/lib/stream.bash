@@ -130,6 +130,22 @@ stream_apache_wrapper() {
 	export APACHE_BIN
 }
 
+# apache_with_directives DIRECTIVE...: prints the path of a wrapper around
+# APACHE_BIN that gives Apache these directives after its config files (as
+# stream_apache_wrapper does), for one instance:
+#   APACHE_BIN=$(apache_with_directives 'FcgidBusyTimeout 4') stream_aux_start ...
+apache_with_directives() {
+	local w d
+	w=$(mktemp "${BATS_TEST_TMPDIR:?}/apache2-directives.XXXXXX")
+	{
+		printf '#!/bin/sh\nexec %q "$@"' "${APACHE_BIN:-$(command -v apache2 || echo /usr/sbin/apache2)}"
+		for d in "$@"; do printf ' -c %q' "$d"; done
+		printf '\n'
+	} >"$w"
+	chmod 0755 "$w"
+	printf '%s\n' "$w"
+}
+
 stream_suite_setup() {
 	orders_suite_setup "${STREAM_SUITE_ENV[@]}" "$@"
 }
@@ -292,15 +308,70 @@ assert_stream_headers() {
 
 # ---------------------------------------------------------------- expected text
 
+# The expected text of log events, built in Python from the raw columns of
+# `events`, not with SQLite's JSON functions (the service's own way,
+# src/eventlog.c): an oracle that shares the code under test agrees with it
+# whatever it does. SPEC section 4 and section 2: data is the object
+# {"type","id","patch","ts"} in that order, written compact; patch is the
+# row's JSON with its keys in their order (duplicates kept, as they are
+# text); strings are UTF-8, escaping only '"', '\' and control characters
+# (\b \t \n \f \r, else \u00xx); integers in decimal. A patch that is not
+# JSON (strict RFC 8259: no NaN, no raw control characters) is sent as a
+# JSON string (README, "A hand-made event"). No event holds a non-integer
+# number and SPEC does not say how one is written: the oracle stops there.
+# shellcheck disable=SC2016
+_SSE_PY_EXPECTED='
+import json, sqlite3, sys
+
+class Obj(list):
+    """A JSON object as its (key, value) pairs, in order."""
+
+def refuse(what):
+    raise ValueError(what)
+
+def stop(why):
+    sys.stderr.write("sse_db_text: %s\n" % why)
+    sys.exit(1)
+
+class Float(str):
+    """A non-integer number, as written: refused when written out, not
+    when parsed, so that a patch that is not JSON after it is still a string."""
+
+def enc(v):
+    if isinstance(v, Float):
+        stop("a non-integer number %s in a patch: SPEC does not say how one is written" % v)
+    if isinstance(v, Obj):
+        return "{" + ",".join(enc(k) + ":" + enc(x) for k, x in v) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(enc(x) for x in v) + "]"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    stop("cannot write %r" % (v,))
+
+db = sqlite3.connect(sys.argv[1], timeout=10)
+out = []
+for eid, etype, order_id, patch, ts in db.execute(
+        "SELECT id, type, order_id, patch, ts FROM events WHERE %s ORDER BY id" % sys.argv[2]):
+    try:
+        p = json.loads(patch, object_pairs_hook=Obj, parse_constant=refuse, parse_float=Float)
+    except ValueError:
+        p = patch
+    data = enc(Obj([("type", etype), ("id", order_id), ("patch", p), ("ts", ts)]))
+    out.append("id: %d\nevent: %s\ndata: %s\n\n" % (eid, etype, data))
+sys.stdout.buffer.write("".join(out).encode("utf-8"))
+'
+
 # sse_db_text WHERE: the exact stream text of the log rows matching the SQL
-# condition, oldest first: id, event and data lines where data is the JSON of
-# the row, as SPEC section 4 frames it.
+# condition, oldest first: id, event and data lines, as SPEC section 4
+# frames them (see _SSE_PY_EXPECTED).
 sse_db_text() {
-	sqlite3 -batch -bail -cmd '.timeout 10000' -newline '' "$ORDERS_DBFILE" \
-		"SELECT printf('id: %d%sevent: %s%sdata: %s%s%s', id, char(10), type, char(10),
-		               json_object('type', type, 'id', order_id, 'patch', json(patch), 'ts', ts),
-		               char(10), char(10))
-		   FROM events WHERE $1 ORDER BY id"
+	python3 -c "$_SSE_PY_EXPECTED" "$ORDERS_DBFILE" "$1"
 }
 
 sse_retry_text() { printf 'retry: %s\n\n' "$STREAM_RETRY_MS"; }
@@ -386,6 +457,21 @@ wait_health_streams() {
 		sleep 0.1
 	done
 	fail "health: expected streams $want within ${2:-10} s, last seen $got"
+}
+
+# churn_until T_MS: in the background until wall clock T_MS, the notes of
+# the 'Churn' orders change every 50 ms (another process, sqlite3), so that
+# events keep flowing while streams end. CHURN_PID is the writer.
+churn_until() {
+	(
+		while (($(now_ms) < $1)); do
+			sqlite3 -cmd '.timeout 10000' "$ORDERS_DBFILE" \
+				"UPDATE orders SET note = hex(randomblob(200)) WHERE customer LIKE 'Churn %'" || exit 1
+			sleep 0.05
+		done
+	) </dev/null >/dev/null 2>&1 3>&- &
+	CHURN_PID=$!
+	bg_track "$CHURN_PID"
 }
 
 # sql_orders N [PREFIX]: insert N orders with sqlite3 in one statement.
@@ -856,6 +942,56 @@ scase_sqlite3_change() {
 	assert_same_file "$d/sq.expected" "$d/sq.got" "stream seeing sqlite3 changes"
 }
 
+# 5c. README ("Failure modes"): a hand-made event whose patch is not JSON is
+# sent as a JSON string rather than stopping the streams: live, in replay,
+# and the same through GET /events (which case 1 holds to the stream's data).
+# The patch holds what a JSON string must escape and what an SSE data line
+# must not carry raw: a quote, a backslash, a tab, and a newline followed by
+# a forged `data:` line. Its own instance, so that no other case (the no-gap
+# check builds its expectation with SQLite's json()) meets the row.
+scase_hand_made_patch() {
+	stream_aux_start
+	local a h d hm ts want n bad=$'{"note":"hand made, not closed \\ café\t\ndata: forged'
+	create_order "$(order_json 'Hand Made Patch')"
+	a=$OID
+	h=$(db_head)
+	d=$(stream_dir)
+	sse_open live /api/v1/stream/events
+	sse_wait_connected live
+	[[ $CONNECTED_HEAD == "$h" ]] || fail "connected lastEventId $CONNECTED_HEAD, head $h"
+	ts=$(now_ms)
+	db "INSERT INTO events (type, order_id, patch, ts) VALUES ('order.updated', '$a', '$bad', $ts)"
+	hm=$(db_head)
+	[[ $(db "SELECT json_valid(patch) FROM events WHERE id = $hm") == 0 ]] || fail "the hand-made patch is JSON after all"
+	sse_wait_id live "$hm" 3
+	# the stream goes on after it
+	note_change "$a" 'after the hand-made event'
+	sse_wait_id live "$EVENT_ID" 3
+	sse_open replay /api/v1/stream/events -H "Last-Event-ID: $h"
+	sse_wait_connected replay
+	sse_wait_id replay "$EVENT_ID" 5
+	sse_close live
+	sse_close replay
+	# the data line written by hand, apart from the oracle of sse_db_text
+	want='data: {"type":"order.updated","id":"'"$a"'","patch":"{\"note\":\"hand made, not closed \\ café\t\ndata: forged","ts":'"$ts"'}'
+	for n in live replay; do
+		[[ $(grep -a -c -x -F -- "$want" "$(sse_body "$n")") == 1 ]] ||
+			fail "stream $n: no data line $want; got: $(grep -a -A 3 "^id: $hm\$" "$(sse_body "$n")" | sed -n l)"
+		{
+			sse_retry_text
+			if [[ $n == live ]]; then sse_connected_text "$h"; else sse_connected_text "$EVENT_ID"; fi
+			sse_db_text "id > $h AND id <= $EVENT_ID"
+		} >"$d/$n.expected"
+		sse_strip_pings "$n" "$d/$n.got" 0
+		assert_same_file "$d/$n.expected" "$d/$n.got" "stream $n over a hand-made patch that is not JSON"
+	done
+	events_after "$h"
+	jq -e --argjson hm "$hm" --arg a "$a" --arg p "$bad" --argjson ts "$ts" \
+		'.data[0] == {eventId: $hm, type: "order.updated", id: $a, patch: $p, ts: $ts}
+		 and (.data | length) == 2 and .data[1].eventId == ($hm + 1)' <<<"$BODY" >/dev/null ||
+		fail "GET /events?after=$h does not list the hand-made event with its patch as a string: ${BODY:0:600}"
+}
+
 # ---------------------------------------------------------------- spawn-fcgi
 
 # spawn_responder NAME VAR=VALUE...: start orders.fcgi with spawn-fcgi on the
@@ -982,10 +1118,20 @@ scase_cross_process() {
 
 # 6. No gap, no duplicate: writers and reconnecting clients (tests/lib/sse_nogap.py).
 scase_nogap() {
-	local out=$BATS_TEST_TMPDIR/nogap.json rc=0
+	local out=$BATS_TEST_TMPDIR/nogap.json rc=0 clients=${NOGAP_CLIENTS:-50} patches=${NOGAP_PATCHES:-500}
+	if on_apache; then
+		# under mod_fcgid every open stream holds a responder process, and a
+		# dropped one until Apache notices (at its next event or ping): 50
+		# clients reconnecting every second or so would keep the suite's
+		# FcgidMaxProcessesPerClass busy, and a writer's PATCH would wait
+		# for a process past its 20 s timeout (then retried: one event
+		# more than the check expects). 8 clients need about 17 processes.
+		clients=${NOGAP_CLIENTS:-8}
+		patches=${NOGAP_PATCHES:-200}
+	fi
 	timeout 110 python3 "$ORDERS_TESTS_LIB/sse_nogap.py" --base "$API_BASE" --db "$ORDERS_DBFILE" \
-		--writers "${NOGAP_WRITERS:-4}" --patches "${NOGAP_PATCHES:-500}" \
-		--clients "${NOGAP_CLIENTS:-50}" --deadline "${NOGAP_DEADLINE:-90}" \
+		--writers "${NOGAP_WRITERS:-4}" --patches "$patches" \
+		--clients "$clients" --deadline "${NOGAP_DEADLINE:-90}" \
 		>"$out" 2>"$out.err" 3>&- || rc=$?
 	local summary
 	summary=$(jq -c 'del(.failures)' "$out" 2>/dev/null || true)
@@ -1041,16 +1187,50 @@ slow_client() {
 # 7. A client that stops reading is closed after ORDERS_WRITE_TIMEOUT_S,
 # without slowing another stream.
 #
-# lighttpd takes what the responder writes as long as the kernel takes it
-# from lighttpd: the send buffer of its socket to the stalled client grows
-# to about 2 MB here. So the case pushes 1000-character notes quickly (about
-# 117 KB a round) while that send queue grows, then in rounds of about 58 KB
-# until it has stopped growing for a while, then at most 6 rounds more: in all
-# far less than the responder's own 1 MiB per-stream limit beyond what lighttpd
-# holds, so that only the write timeout can close the stream.
+# When does the timeout start? The responder cannot see the client: it
+# starts the clock when its own write to lighttpd would block (hub.c,
+# flush(): stalled_ms is set at the first EAGAIN and cleared by any byte
+# written), and a client that stopped reading blocks it only once every
+# buffer between them is full, in this order:
+#  1. the client's TCP connection: lighttpd's send queue to it grows
+#     (kernel autotuning, to about 2 MB here) until the connection stops
+#     accepting bytes. This is t_sat: ss shows the queue no longer grows
+#     while events are pushed;
+#  2. lighttpd itself: with server.stream-response-body = 2 it reads the
+#     backend on until it holds about 64-128 KB for the client;
+#  3. the unix socket from the responder to lighttpd: its send buffer
+#     (net.core.wmem_default, 208 KiB by default).
+# So the case pushes events until t_sat, going carefully near the end so
+# that less than 2. and 3. hold has been pushed beyond it when t_sat is
+# seen (the clock has not started then), and at once pushes the fill:
+# about 470 KB, more than 2. and 3. take and far less than the responder's
+# own 1 MiB per-stream limit beyond them (which would close the stream
+# without waiting for the timeout). The clock starts when the fill reaches
+# the responder, between t_sat and the end of the fill (t_filled) plus a
+# poll. So the stream must close no sooner than ORDERS_WRITE_TIMEOUT_S
+# after t_sat, and no later than ORDERS_WRITE_TIMEOUT_S plus
+# SLOW_CLOSE_SLACK_MS after t_filled.
+#
+# The slack: ORDERS_POLL_MS (50) for the hub to read the fill from the
+# table; TICK_MS in hub.c (200: the hub checks write timeouts at that pace);
+# 50 ms between this case's looks at /api/v1/health; and 700 ms for a
+# shared, loaded 2-core machine to schedule the hub thread, lighttpd and
+# curl (and for the slower sanitizer build).
+SLOW_CLOSE_SLACK_MS=1000
+
+# bulk_notes [PARITY]: a new 1000-character note on each of the 100 'Bulk'
+# orders (about 117 KB of events), or on those whose seq % 2 is PARITY
+# (about 59 KB).
+bulk_notes() {
+	db "UPDATE orders SET note = hex(randomblob(500)) WHERE customer LIKE 'Bulk %'${1:+ AND seq % 2 = $1}"
+}
+
 scase_slow_client_dropped() {
-	stream_aux_start ORDERS_WRITE_TIMEOUT_S=2
-	local a d h i t_push t_sat='' t_drop='' got worst=0 q=0 prev=-1 same=0 port extra=0 rounds=0
+	command -v ss >/dev/null 2>&1 ||
+		fail "this case needs ss (iproute2, which tools/install-deps.sh installs) to see when the client's connection stops accepting bytes"
+	local wt=2
+	stream_aux_start ORDERS_WRITE_TIMEOUT_S=$wt
+	local a d h t_push t_sat='' t_filled t_drop='' got worst=0 q=0 prev=-1 port rounds=0 marked=0 deadline
 	create_order "$(order_json 'Marker')"
 	a=$OID
 	sql_orders 100 Bulk
@@ -1062,60 +1242,69 @@ scase_slow_client_dropped() {
 	port=$SLOW_PORT
 	wait_health_streams 2 5
 	t_push=$(now_ms)
-	if ! command -v ss >/dev/null 2>&1; then
-		echo "# no ss: pushing a fixed 2.6 MB" >&3
-		for i in $(seq 1 22); do
-			db "UPDATE orders SET note = hex(randomblob(500)) WHERE customer LIKE 'Bulk %'"
-		done
-		extra=6
-		t_sat=$(now_ms)
-	fi
-	# fast while the send queue grows by most of a round
-	while [[ -z $t_sat ]] && ((rounds < 60)); do
-		db "UPDATE orders SET note = hex(randomblob(500)) WHERE customer LIKE 'Bulk %'"
+	# whole rounds while the send queue takes most of each
+	while ((rounds < 60)); do
+		bulk_notes
 		rounds=$((rounds + 1))
 		sleep 0.15
 		q=$(send_queue_to "$port") || fail "ss shows no connection from the slow client (port $port) to port $ORDERS_PORT"
-		((q - prev > 80000)) || break
+		((q - prev > 80000)) || {
+			prev=$q
+			break
+		}
 		prev=$q
 	done
-	# then carefully, while watching the other stream and the stream count
-	local deadline=$(($(now_ms) + 30000)) half=0
-	while (($(now_ms) < deadline)); do
-		if ((extra < 6)); then
-			half=$((1 - half))
-			db "UPDATE orders SET note = hex(randomblob(500)) WHERE customer LIKE 'Bulk %' AND seq % 2 = $half"
-			rounds=$((rounds + 1))
-			[[ -n $t_sat ]] && extra=$((extra + 1))
-		fi
+	# then half rounds, each followed by a marker on the reading stream: once
+	# it is there the hub has read the round, and 0.1 s later lighttpd has
+	# passed it on. t_sat: the queue grew by less than a quarter of a round.
+	deadline=$(($(now_ms) + 30000))
+	while [[ -z $t_sat ]]; do
+		(($(now_ms) < deadline)) || fail "lighttpd's send queue to the stalled client still grows after $rounds rounds ($q B)"
+		bulk_notes $((rounds % 2))
+		rounds=$((rounds + 1))
 		note_change "$a" "marker $(now_ms)"
 		sse_wait_id fast "$EVENT_ID" 3
 		((WAITED_MS > worst)) && worst=$WAITED_MS
 		got=$(health_streams)
+		[[ $got == 2 ]] || fail "the stalled stream was closed (health streams $got) before lighttpd's send queue to it stopped growing ($q B after $rounds rounds)"
+		sleep 0.1
+		q=$(send_queue_to "$port") || fail "ss shows no connection from the slow client (port $port) to port $ORDERS_PORT"
+		((q - prev < 15000)) && t_sat=$(now_ms)
+		prev=$q
+	done
+	# the fill, at once: four whole rounds
+	bulk_notes
+	bulk_notes
+	bulk_notes
+	bulk_notes
+	t_filled=$(now_ms)
+	# now only the write timeout can close the slow stream; halfway through
+	# it, while the responder holds the stalled stream, a marker must still
+	# reach the reading stream at once
+	deadline=$((t_filled + wt * 1000 + SLOW_CLOSE_SLACK_MS + 5000))
+	while (($(now_ms) < deadline)); do
+		got=$(health_streams) || got='?'
 		if [[ $got == 1 ]]; then
 			t_drop=$(now_ms)
 			break
 		fi
-		if [[ -z $t_sat ]]; then
-			sleep 0.25
-			q=$(send_queue_to "$port") || fail "ss shows no connection from the slow client (port $port) to port $ORDERS_PORT"
-			if ((q == prev)); then
-				same=$((same + 1))
-				((same >= 3)) && t_sat=$(now_ms)
-			else
-				same=0
-			fi
-			prev=$q
-		else
-			sleep 0.3
+		if ((!marked && $(now_ms) >= t_filled + wt * 500)); then
+			marked=1
+			note_change "$a" "marker $(now_ms)"
+			sse_wait_id fast "$EVENT_ID" 3
+			((WAITED_MS > worst)) && worst=$WAITED_MS
 		fi
+		sleep 0.05
 	done
-	[[ -n $t_drop ]] || fail "the stream of the client that stopped reading is still open after $rounds rounds, $extra after lighttpd's send queue to it stopped at $q B (health streams $got)
+	[[ -n $t_drop ]] || fail "the stream of the client that stopped reading is still open $((($(now_ms) - t_filled) / 1000)) s after the fill (health streams $got; send queue stopped at $q B after $rounds rounds)
 slow client port $port: $(ss -tn "( sport = :$port or dport = :$port )" 2>&1 | head -n 8)
 $(cat "$d/slow.err")"
-	[[ -n $t_sat ]] || fail "the stalled stream was closed before lighttpd's send queue to it stopped growing ($q B after $rounds rounds)"
+	echo "# slow client: send queue full at $q B after $((t_sat - t_push)) ms, $rounds rounds; fill took $((t_filled - t_sat)) ms; closed $((t_drop - t_sat)) ms after t_sat ($((t_drop - t_filled)) after the fill); worst marker latency $worst ms" >&3
+	((t_drop - t_sat >= wt * 1000)) ||
+		fail "the stalled stream was closed $((t_drop - t_sat)) ms after its client's connection stopped accepting bytes: before ORDERS_WRITE_TIMEOUT_S=$wt"
+	((t_drop - t_filled <= wt * 1000 + SLOW_CLOSE_SLACK_MS)) ||
+		fail "the stalled stream was closed $((t_drop - t_filled)) ms after the fill that blocks the responder ($((t_drop - t_sat)) ms after t_sat): more than ORDERS_WRITE_TIMEOUT_S=$wt plus $SLOW_CLOSE_SLACK_MS ms"
 	((worst < 1000)) || fail "the reading stream was slowed: an event took $worst ms"
-	echo "# slow client: send queue $q B after $((t_sat - t_push)) ms, $rounds rounds ($extra after); closed $((t_drop - t_sat)) ms later; worst marker latency $worst ms" >&3
 	# the reading stream got everything, in order, once
 	note_change "$a" 'last marker'
 	sse_wait_id fast "$EVENT_ID" 3
@@ -1137,18 +1326,47 @@ send_queue_to() {
 		awk 'NR == 1 {print $2; f = 1} END {exit !f}'
 }
 
-# The orders.fcgi process lighttpd spawned (a child of the server we started).
-responder_pid() {
-	local c exe bin
-	bin=$(readlink -f "$(orders_binary)")
-	for c in $(ps -o pid= --ppid "$ORDERS_SERVER_PID" 2>/dev/null); do
+# responder_pids: the live orders.fcgi processes of the current instance's
+# web server, one a line: lighttpd's child (bin-path), or under mod_fcgid the
+# children of its process manager (itself a child of Apache): one per open
+# stream or request in flight, plus idle ones.
+responder_pids() {
+	local c exe
+	for c in $(_stream_descendants "$ORDERS_SERVER_PID"); do
 		exe=$(readlink "/proc/$c/exe" 2>/dev/null) || continue
-		if [[ $exe == "$bin" ]] && alive "$c"; then
+		exe=${exe% (deleted)} # the binary may have been rebuilt since it started
+		if [[ ${exe##*/} == orders.fcgi ]] && alive "$c"; then
 			printf '%s\n' "$c"
-			return 0
 		fi
 	done
-	return 1
+	return 0
+}
+
+# The orders.fcgi process lighttpd spawned (under Apache: one of them).
+responder_pid() {
+	local p
+	p=$(responder_pids)
+	[[ -n $p ]] || return 1
+	printf '%s\n' "${p%%$'\n'*}"
+}
+
+# busy_responder_pids: those of responder_pids serving a request right now.
+# The web server connects to a responder once per request (mod_fcgid to the
+# socket it made for that process), so a busy one holds a socket besides its
+# listening one on fd 0; an idle one holds none.
+busy_responder_pids() {
+	local p f l
+	for p in $(responder_pids); do
+		for f in /proc/"$p"/fd/*; do
+			[[ ${f##*/} != 0 ]] || continue
+			l=$(readlink "$f" 2>/dev/null) || continue
+			if [[ $l == socket:* ]]; then
+				printf '%s\n' "$p"
+				break
+			fi
+		done
+	done
+	return 0
 }
 
 # 8. SIGKILL the responder mid-stream; the reconnecting client sees every
@@ -1162,13 +1380,20 @@ scase_sigkill_responder() {
 	sse_open k1 /api/v1/stream/events -H "Last-Event-ID: $((EVENT_ID - 1))"
 	sse_wait_connected k1
 	sse_wait_id k1 "$EVENT_ID"
-	old=$(responder_pid) || fail "no orders.fcgi child of lighttpd $ORDERS_SERVER_PID"
+	if on_apache; then
+		# mod_fcgid: the process that holds the stream (nothing else is in
+		# flight); its idle siblings serve the requests below
+		old=$(busy_responder_pids)
+		[[ $old =~ ^[0-9]+$ ]] || fail "expected one busy orders.fcgi under Apache $ORDERS_SERVER_PID, found [$old] (all: $(responder_pids | tr '\n' ' '))"
+	else
+		old=$(responder_pid) || fail "no orders.fcgi child of lighttpd $ORDERS_SERVER_PID"
+	fi
 	kill -KILL "$old"
 	last=$(sse_ids "$(sse_body k1)" | tail -n 1)
 	[[ $last == "$EVENT_ID" ]] || fail "last id seen $last, expected $EVENT_ID"
-	# the stream ends (lighttpd lost its backend)
+	# the stream ends (the web server lost its backend)
 	wait_child_gone "$(sse_pid k1)" 10 || fail "the stream did not end after its responder was killed"
-	# meanwhile: changes by sqlite3, and through the API once lighttpd has a responder again
+	# meanwhile: changes by sqlite3, and through the API once the web server has a responder again
 	db "UPDATE orders SET note = 'while dead 1' WHERE id = '$a'"
 	db "UPDATE orders SET note = 'while dead 2' WHERE id = '$a'"
 	ok=0
@@ -1184,8 +1409,9 @@ scase_sigkill_responder() {
 		fi
 	done
 	((ok == 3)) || fail "no responder answered within 20 s after the kill (last $STATUS $BODY)"
-	new=$(responder_pid) || fail "lighttpd did not respawn orders.fcgi"
+	new=$(responder_pid) || fail "$ORDERS_TEST_SERVER did not respawn orders.fcgi"
 	[[ $new != "$old" ]] || fail "responder PID unchanged ($old)"
+	! alive "$old" || fail "the killed responder $old is still there"
 	h=$(db_head)
 	sse_open k2 /api/v1/stream/events -H "Last-Event-ID: $last"
 	sse_wait_connected k2
@@ -1203,12 +1429,108 @@ scase_sigkill_responder() {
 	assert_same_file "$d/k2.expected" "$d/k2.got" "stream resumed after the kill from $last"
 	# the killed stream's body held complete events only up to the kill
 	sse_strip_pings k1 "$d/k1.got" 0
+	local at
+	if on_apache && at=$(grep -a -b -o -m 1 '<!DOCTYPE' "$d/k1.got" | cut -d: -f1) && [[ -n $at ]]; then
+		# mod_fcgid answers a responder that vanished mid-response with a
+		# 500, too late for the status line: Apache appends its error page
+		# to the stream. It carries no field an EventSource acts on (no
+		# data, id, event or retry line), so the client keeps the last
+		# event it had; checked, then cut off.
+		tail -c +$((at + 1)) "$d/k1.got" >"$d/k1.apache"
+		if grep -aqE '^(data|id|event|retry)(:|$)' "$d/k1.apache"; then
+			fail "what Apache appended to the cut stream has SSE fields: $(sed -n l "$d/k1.apache" | head -n 20)"
+		fi
+		head -c "$at" "$d/k1.got" >"$d/k1.events"
+		mv "$d/k1.events" "$d/k1.got"
+	fi
 	{
 		sse_retry_text
 		sse_connected_text "$last"
 		sse_db_text "id = $last"
 	} >"$d/k1.expected"
 	assert_same_file "$d/k1.expected" "$d/k1.got" "stream cut by the kill"
+}
+
+# 8b. ORDERS_STREAM_MAX_S against mod_fcgid's FcgidBusyTimeout (Apache).
+# mod_fcgid stops a process whose request has run longer than
+# FcgidBusyTimeout (SIGTERM, then SIGKILL at the next look), looking every
+# FcgidBusyScanInterval. conf/apache-orders.conf.in keeps it above
+# ORDERS_STREAM_MAX_S (3700 s against the default 3600 s), so that a stream
+# ends itself first, after a complete event, and its process goes back to
+# mod_fcgid's idle list instead of being stopped. The same order in seconds:
+# ORDERS_STREAM_MAX_S=2 under FcgidBusyTimeout 4, looked at every second. The
+# stream ends cleanly after 80-100 % of 2 s, well before 4 s; the process
+# that held it is still alive after mod_fcgid would have stopped it (4 s
+# and a scan); mod_fcgid logged no busy timeout (LogLevel fcgid:info says
+# "took longer than busy timeout" for a request it cut); the client resumes
+# without a gap, on a stream that ends the same way.
+scase_stream_max_vs_busy_timeout() {
+	on_apache || skip 'FcgidBusyTimeout is a mod_fcgid setting'
+	local conf busy max d t0 t1 holder pid rc dur first last h writer i n
+	conf=$ORDERS_REPO_ROOT/conf/apache-orders.conf.in
+	busy=$(awk '$1 == "FcgidBusyTimeout" {print $2}' "$conf")
+	max=$(awk '$1 == "FcgidInitialEnv" && $2 == "ORDERS_STREAM_MAX_S" {gsub(/"/, "", $3); print $3}' "$conf")
+	[[ $busy =~ ^[0-9]+$ ]] || fail "no FcgidBusyTimeout in $conf"
+	((busy > ${max:-3600})) || fail "$conf: FcgidBusyTimeout $busy is not above ORDERS_STREAM_MAX_S ${max:-3600}"
+
+	APACHE_BIN=$(apache_with_directives 'FcgidBusyTimeout 4' 'FcgidBusyScanInterval 1' 'LogLevel warn fcgid:info') \
+		stream_aux_start ORDERS_STREAM_MAX_S=2
+	sql_orders 20 Churn
+	d=$(stream_dir)
+	t0=$(now_ms)
+	sse_open v1 '/api/v1/stream/events?lastEventId=0'
+	sse_wait_connected v1
+	holder=$(busy_responder_pids)
+	[[ $holder =~ ^[0-9]+$ ]] || fail "expected one busy orders.fcgi, found [$holder] (all: $(responder_pids | tr '\n' ' '))"
+	# events keep flowing while the stream ends
+	churn_until $(($(now_ms) + 4000))
+	writer=$CHURN_PID
+	pid=$(sse_pid v1)
+	wait_child_gone "$pid" 6 || fail "stream v1 still open 6 s after it began (ORDERS_STREAM_MAX_S=2, FcgidBusyTimeout 4)"
+	dur=$(($(now_ms) - t0))
+	rc=0
+	wait "$pid" || rc=$?
+	((rc == 0)) || fail "stream v1 did not end cleanly: curl exit $rc ($(cat "$d/v1.err"))"
+	((dur >= 1500)) || fail "stream v1 ended after $dur ms, before 80 % of 2 s"
+	((dur < 4000)) || fail "stream v1 ended after $dur ms: not before FcgidBusyTimeout (4 s)"
+	bg_kill "$writer"
+	sse_strip_pings v1 "$d/v1.got" 0
+	[[ $(tail -c 2 "$d/v1.got" | od -An -c | tr -d ' ') == '\n\n' ]] ||
+		fail "stream v1 does not end after a complete event: $(tail -c 200 "$d/v1.got" | sed -n l)"
+	first=$(sed -n 's/^data: {"message":"Connected to event stream","lastEventId":\([0-9]*\)}$/\1/p' "$d/v1.got")
+	last=$(sse_ids "$d/v1.got" | tail -n 1)
+	((last > first)) || fail "stream v1 saw no live event before it ended (connected at $first, last id ${last:-none})"
+	{
+		sse_retry_text
+		sse_connected_text "$first"
+		sse_db_text "id <= $last"
+	} >"$d/v1.expected"
+	assert_same_file "$d/v1.expected" "$d/v1.got" "stream ended by ORDERS_STREAM_MAX_S under mod_fcgid"
+	alive "$holder" || fail "responder $holder, which held stream v1, is gone after the stream ended"
+	# the client resumes from its last event; that stream too ends by itself
+	t1=$(now_ms)
+	sse_open v2 /api/v1/stream/events -H "Last-Event-ID: $last"
+	sse_wait_connected v2
+	((CONNECTED_HEAD > last)) || db "UPDATE orders SET note = 'one more' WHERE customer = 'Churn 1'"
+	h=$(db_head)
+	sse_wait_id v2 "$h" 5
+	pid=$(sse_pid v2)
+	wait_child_gone "$pid" 6 || fail "stream v2 still open 6 s after it began"
+	dur=$(($(now_ms) - t1))
+	rc=0
+	wait "$pid" || rc=$?
+	((rc == 0 && dur < 4000)) || fail "stream v2 did not end cleanly before FcgidBusyTimeout: curl exit $rc after $dur ms"
+	sse_strip_pings v2 "$d/v2.got" 0
+	[[ $(sse_ids "$d/v2.got" | tr '\n' ' ') == "$(db "SELECT id FROM events WHERE id > $last AND id <= $h ORDER BY id" | tr '\n' ' ')" ]] ||
+		fail "resumed stream: ids differ from the table after $last: $(sse_ids "$d/v2.got" | tr '\n' ' ')"
+	# past the moment mod_fcgid would have stopped v1's process (4 s after
+	# the stream began, at a look every 1-2 s)
+	n=$((t0 + 7000 - $(now_ms)))
+	((n <= 0)) || sleep "$((n / 1000)).$(printf '%03d' $((n % 1000)))"
+	alive "$holder" || fail "responder $holder, which held stream v1, was stopped: $(grep -F "($holder)" "$(server_log)" | tail -n 3)"
+	if grep -q 'busy timeout' "$(server_log)"; then
+		fail "mod_fcgid cut a request at its busy timeout: $(grep 'busy timeout' "$(server_log)" | head -n 3)"
+	fi
 }
 
 # 9. ORDERS_MAX_STREAMS: the next stream gets 503 with Retry-After; health
@@ -1251,42 +1573,84 @@ scase_max_streams() {
 }
 
 # ORDERS_STREAM_MAX_S: a stream ends itself cleanly after 80-100 % of it,
-# after a complete event, and the client resumes without a gap.
+# each stream at a point of its own, after a complete event, and the client
+# resumes without a gap.
+#
+# The hub draws each stream's end when it adopts it (hub.c, begin_stream():
+# now + ORDERS_STREAM_MAX_S * (0.8 + 0.2 * rand_r() / RAND_MAX), from one
+# state per process seeded with its PID and the clock) and ends a stream
+# that is due at its next tick (TICK_MS, 200 ms). curl times each stream
+# (-w): its total time holds the whole stream, from before it connected;
+# from its first byte (headers, retry and connected event, written when the
+# hub adopted it) to its end is the stream's own duration, plus the trip of
+# the last record through lighttpd. So, for each of STREAM_MAX_STREAMS
+# streams under ORDERS_STREAM_MAX_S = STREAM_MAX_S:
+#  - total time >= 80 % of it (less 1 ms: the hub counts whole milliseconds);
+#  - first byte to end <= 100 % of it + STREAM_MAX_LATE_MS;
+# and the streams do not all end at the same share of it: their durations
+# (first byte to end) spread over STREAM_MAX_SPREAD_MS or more. Without the
+# jitter they would all lie within one tick (200 ms) plus the noise of the
+# measure; with it they are spread uniformly over 20 % of 5 s (1000 ms) plus
+# the tick, and 16 such durations all fall within 300 ms with a chance under
+# 1 in a million (2 million simulated runs: none did).
+STREAM_MAX_S=5
+STREAM_MAX_STREAMS=16
+# The hub's 200 ms tick, and 400 ms for a shared, loaded 2-core machine to
+# schedule the hub thread, lighttpd and curl (and the slower sanitizer build).
+STREAM_MAX_LATE_MS=600
+STREAM_MAX_SPREAD_MS=300
+
+# curl_timing NAME: "FIRST_BYTE_US TOTAL_US" of a finished stream client
+# opened with -w "$CURL_TIMING_W".
+CURL_TIMING_W='%{stderr}timing %{time_starttransfer} %{time_total}\n'
+curl_timing() {
+	awk '$1 == "timing" {printf "%d %d\n", $2 * 1000000, $3 * 1000000; f = 1} END {exit !f}' "$(stream_dir)/$1.err"
+}
+
 scase_stream_max() {
-	stream_aux_start ORDERS_STREAM_MAX_S=3
-	local d n t0 rc i pid dur first last writer
+	stream_aux_start ORDERS_STREAM_MAX_S=$STREAM_MAX_S
+	local d n i pid rc first last writer deadline t_end st tot dur lo hi all=() durs=() min='' max=''
 	sql_orders 20 Churn
 	d=$(stream_dir)
-	t0=$(now_ms)
-	sse_open e1 '/api/v1/stream/events?lastEventId=0'
-	sse_open e2 '/api/v1/stream/events?lastEventId=0&types=order.updated'
-	sse_open e3 '/api/v1/stream/events?lastEventId=0' --compressed
-	for n in e1 e2 e3; do sse_wait_connected "$n"; done
+	# three kinds of stream (replay from 0, filtered, gzip), the rest live
+	sse_open e1 '/api/v1/stream/events?lastEventId=0' -w "$CURL_TIMING_W"
+	sse_open e2 '/api/v1/stream/events?lastEventId=0&types=order.updated' -w "$CURL_TIMING_W"
+	sse_open e3 '/api/v1/stream/events?lastEventId=0' --compressed -w "$CURL_TIMING_W"
+	all=(e1 e2 e3)
+	for ((i = 4; i <= STREAM_MAX_STREAMS; i++)); do
+		sse_open "e$i" /api/v1/stream/events -w "$CURL_TIMING_W"
+		all+=("e$i")
+	done
+	for n in "${all[@]}"; do sse_wait_connected "$n"; done
 	# events keep flowing while the streams end
-	(
-		for i in $(seq 1 100); do
-			sqlite3 -cmd '.timeout 10000' "$ORDERS_DBFILE" \
-				"UPDATE orders SET note = hex(randomblob(200)) WHERE customer LIKE 'Churn %'" || exit 1
-			sleep 0.05
-		done
-	) </dev/null >/dev/null 2>&1 3>&- &
-	writer=$!
-	bg_track "$writer"
-	for n in e1 e2 e3; do
+	t_end=$(($(now_ms) + STREAM_MAX_S * 1000 + STREAM_MAX_LATE_MS + 1000))
+	churn_until "$t_end"
+	writer=$CHURN_PID
+	deadline=$((t_end + 3000))
+	for n in "${all[@]}"; do
 		pid=$(sse_pid "$n")
-		wait_child_gone "$pid" 8 || fail "stream $n still open 8 s after it began (ORDERS_STREAM_MAX_S=3)"
-		dur=$(($(now_ms) - t0))
+		wait_child_gone "$pid" $(((deadline - $(now_ms)) / 1000 + 1)) ||
+			fail "stream $n still open $((STREAM_MAX_S + 4)) s after it began (ORDERS_STREAM_MAX_S=$STREAM_MAX_S)"
 		rc=0
 		wait "$pid" || rc=$?
 		((rc == 0)) || fail "stream $n did not end cleanly: curl exit $rc ($(cat "$d/$n.err"))"
-		# 80 % of 3 s at the earliest; allow for load at the other end
-		((dur >= 2300)) || fail "stream $n ended after $dur ms, before 80 % of 3 s"
-		((dur <= 5500)) || fail "stream $n ended after $dur ms"
+		read -r st tot < <(curl_timing "$n") || fail "stream $n: no timing from curl: $(cat "$d/$n.err")"
+		dur=$(((tot - st) / 1000))
+		lo=$((STREAM_MAX_S * 800 - 1))
+		hi=$((STREAM_MAX_S * 1000 + STREAM_MAX_LATE_MS))
+		((tot / 1000 >= lo)) || fail "stream $n ended $((tot / 1000)) ms after curl began: before 80 % of ORDERS_STREAM_MAX_S=$STREAM_MAX_S"
+		((dur <= hi)) || fail "stream $n ended $dur ms after its first byte: more than 100 % of ORDERS_STREAM_MAX_S=$STREAM_MAX_S plus $STREAM_MAX_LATE_MS ms"
+		durs+=("$dur")
+		[[ -n $min ]] && ((min <= dur)) || min=$dur
+		[[ -n $max ]] && ((max >= dur)) || max=$dur
 		sse_strip_pings "$n" "$d/$n.got" 0
 		[[ $(tail -c 2 "$d/$n.got" | od -An -c | tr -d ' ') == '\n\n' ]] ||
 			fail "stream $n does not end after a complete event: $(tail -c 200 "$d/$n.got" | sed -n l)"
 	done
 	bg_kill "$writer"
+	echo "# ORDERS_STREAM_MAX_S=$STREAM_MAX_S: ${#durs[@]} streams lasted $min..$max ms from their first byte: $(printf '%s\n' "${durs[@]}" | sort -n | tr '\n' ' ')" >&3
+	((max - min >= STREAM_MAX_SPREAD_MS)) ||
+		fail "the ${#durs[@]} streams all ended within $((max - min)) ms of each other's durations ($min..$max ms): ORDERS_STREAM_MAX_S is not jittered per stream (want a spread of $STREAM_MAX_SPREAD_MS ms or more)"
 	# a stream's text is exactly its events, and a client resumes from its last one
 	n=e1
 	first=$(sed -n 's/^data: {"message":"Connected to event stream","lastEventId":\([0-9]*\)}$/\1/p' "$d/$n.got")
