@@ -14,11 +14,16 @@ static const char *const el_sql[EL_COUNT] = {
     [EL_DATA_VERSION] = "PRAGMA data_version",
     [EL_BOUNDS] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
                   "(SELECT pruned_through FROM event_log_state)",
-    /* A patch that is not JSON (written by hand) goes out as a string
-     * rather than stopping every stream at it. */
+    /* Rows written by hand must not stop every stream at them: a patch
+     * that is not JSON goes out as a string, and BLOBs, which JSON cannot
+     * hold, as text (orders_text, db.h). The subquery is flattened: the
+     * range is still a search of the rowid. */
     [EL_READ] = "SELECT id, type, order_id, json_object('type', type, 'id', order_id, "
                 "'patch', CASE WHEN json_valid(patch) THEN json(patch) ELSE patch END, "
-                "'ts', ts) FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+                "'ts', ts) FROM (SELECT id, orders_text(type) AS type, "
+                "orders_text(order_id) AS order_id, orders_text(patch) AS patch, "
+                "orders_text(ts) AS ts FROM events) "
+                "WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
 };
 
 struct eventlog {

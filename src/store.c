@@ -68,10 +68,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                   "OR items IS NOT coalesce(?3, items) OR currency IS NOT coalesce(?4, currency) "
                   "OR status IS NOT coalesce(?5, status) OR note IS NOT coalesce(?6, note))",
     [ST_DELETE] = "DELETE FROM orders WHERE id = ?1",
-    /* A patch that is not JSON (written by hand) is shown as a string. */
+    /* Rows written by hand are shown, not refused: a patch that is not
+     * JSON as a string, BLOBs as text (orders_text, db.h). */
     [ST_EVENTS] = "SELECT json_object('eventId', id, 'type', type, 'id', order_id, "
                   "'patch', CASE WHEN json_valid(patch) THEN json(patch) ELSE patch END, "
-                  "'ts', ts) FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                  "'ts', ts) FROM (SELECT id, orders_text(type) AS type, "
+                  "orders_text(order_id) AS order_id, orders_text(patch) AS patch, "
+                  "orders_text(ts) AS ts FROM events) WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_HEAD] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
     [ST_IDEMPOTENCY_GET] = "SELECT body_sha256, response, order_id FROM idempotency_keys "
                            "WHERE key = ?1 AND created_ms > ?2",

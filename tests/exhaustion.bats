@@ -23,3 +23,4 @@ teardown() {
 }
 
 @test "exhaustion: 16 writers behind another process's lock: GETs answer within 1 s each, writes 503 + Retry-After within the busy timeout" { ecase_locked_writers; }
+@test "exhaustion: BLOB type, order_id, patch, ts written by hand: live and replaying streams get every event after them, /events pages answer" { ecase_blob_rows; }
