@@ -30,6 +30,7 @@ struct eventlog {
     sqlite3 *db;
     sqlite3_stmt *stmt[EL_COUNT];
     long long data_version;
+    bool read_failed;           /* since eventlog_changed() last answered */
 };
 
 struct eventlog *eventlog_open(const struct config *cfg, char *err, size_t errlen)
@@ -74,8 +75,12 @@ int eventlog_changed(struct eventlog *log, bool *changed)
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
         return -1;
-    *changed = v != log->data_version;
+    /* data_version moves once per commit. Were a failed read forgotten
+     * here, the events of the commit it missed would wait for the next
+     * commit, which may never come. */
+    *changed = v != log->data_version || log->read_failed;
     log->data_version = v;
+    log->read_failed = false;
     return 0;
 }
 
@@ -88,7 +93,11 @@ int eventlog_bounds(struct eventlog *log, long long *head, long long *pruned_thr
         *pruned_through = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? 0 : -1;
+    if (rc != SQLITE_ROW) {
+        log->read_failed = true;
+        return -1;
+    }
+    return 0;
 }
 
 int eventlog_read(struct eventlog *log, long long after, long long upto, int limit,
@@ -115,5 +124,9 @@ int eventlog_read(struct eventlog *log, long long after, long long upto, int lim
         n++;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? n : -1;
+    if (rc != SQLITE_DONE) {
+        log->read_failed = true;
+        return -1;
+    }
+    return n;
 }
