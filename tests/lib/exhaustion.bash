@@ -200,3 +200,155 @@ ecase_blob_rows() {
 	assert_jq '.data | length' "$((EVENT_ID - h0))"
 	assert_no_sanitizer_report
 }
+
+# ---------------------------------------------------------------- 3. descriptors, SIGUSR1
+
+# estreams_open PREFIX N: N stream clients PREFIX1..PREFIXN; their PIDs in ESTREAM_PIDS.
+estreams_open() {
+	local i
+	ESTREAM_PIDS=()
+	for i in $(seq 1 "$2"); do
+		SSE_MAX_TIME=60 sse_open "$1$i" /api/v1/stream/events
+		ESTREAM_PIDS+=("$(sse_pid "$1$i")")
+	done
+}
+
+# estreams_count PREFIX N PATTERN: how many of the N stream bodies hold PATTERN.
+estreams_count() {
+	local i n=0
+	for i in $(seq 1 "$2"); do
+		grep -q "$3" "$(sse_body "$1$i")" 2>/dev/null && n=$((n + 1))
+	done
+	echo "$n"
+}
+
+# elog_count PATTERN: lines of the responder's stderr matching PATTERN.
+elog_count() {
+	local -a files
+	mapfile -t files < <(responder_stderr_files)
+	cat "${files[@]}" 2>/dev/null | grep -c -- "$1" || true
+}
+
+# ehealth_20: /health answers 200 twenty times out of twenty.
+ehealth_20() {
+	local i st
+	for i in $(seq 1 20); do
+		st=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$API_BASE/api/v1/health") || true
+		[[ $st == 200 ]] || fail "/health answer $i of 20: $st"
+	done
+}
+
+# enew_stream_works ORDER_ID: a new stream connects and gets a new event.
+enew_stream_works() {
+	sse_open fresh /api/v1/stream/events
+	sse_wait_connected fresh
+	note_change "$1" "after the exhaustion"
+	sse_wait_id fresh "$EVENT_ID" 3
+	sse_close fresh
+}
+
+# The responder's file limit is lowered to 64 after it started (prlimit), and
+# 100 streams are opened: the descriptors run out and accept() fails with
+# EMFILE. The workers log that once, back off and retry instead of ending;
+# once the clients leave, the same process serves again.
+ecase_accept_fails() {
+	faults_instance
+	local r a opened fails
+	create_order "$(order_json 'Descriptor Test')"
+	a=$OID
+	r=$(faults_wait_responder 10) || fail "no responder"
+	echo "# responder $r holds $(proc_fds "$r") descriptors at rest" >&3
+	# as the responder's own user: root here may lack CAP_SYS_RESOURCE
+	as_run_user prlimit --pid "$r" --nofile=64:64 || fail "prlimit failed"
+	estreams_open x 100
+	local deadline=$(($(now_ms) + 30000))
+	until (($(elog_count 'accepting a connection failed') > 0)); do
+		(($(now_ms) < deadline)) || fail "no accept failure logged within 30 s ($(estreams_count x 100 'event: connected') streams connected, $(proc_fds "$r") descriptors)"
+		sleep 0.2
+	done
+	opened=$(estreams_count x 100 'event: connected')
+	echo "# $opened of 100 streams connected before the descriptors ran out ($(proc_fds "$r") open)" >&3
+	((opened > 0 && opened < 100)) || fail "$opened streams connected: the limit did not bite"
+	sleep 2 # eight workers keep retrying meanwhile
+	fails=$(elog_count 'accepting a connection failed')
+	((fails == 1)) || fail "accept failures logged $fails times while the descriptors were out: not once"
+	bg_kill "${ESTREAM_PIDS[@]}"
+	faults_wait_health 20
+	ehealth_20
+	enew_stream_works "$a"
+	[[ $(faults_responder_pid) == "$r" ]] || fail "the responder was replaced: $r is gone"
+	# as the clients leave, a few more short spells may come and go
+	echo "# accept failures logged: $(elog_count 'accepting a connection failed'); recoveries logged: $(elog_count 'accepting connections again')" >&3
+	(($(elog_count 'accepting connections again') >= 1)) || fail "the recovery was not logged"
+	assert_no_sanitizer_report
+}
+
+# The responder starts with a file limit of 64 (a wrapper runs `ulimit -n 64`)
+# and ORDERS_MAX_STREAMS=1000: it lowers the cap to what the limit leaves
+# after its threads and SQLite, and says so in one line. Of 100 streams, that
+# many connect and the rest get 503 unavailable with Retry-After; the
+# descriptors never run out; afterwards /health answers 20 times out of 20
+# and a new stream works.
+ecase_fd_limit_clamp() {
+	faults_instance_unstarted
+	local dir=$ORDERS_TMP/limited r a cap ok=0 refused=0 i st
+	mkdir -p "$dir"
+	cp "$(orders_binary)" "$dir/orders.fcgi"
+	printf '#!/bin/sh\nulimit -n 64 || exit 1\nexec %s "$@"\n' "$dir/orders.fcgi" >"$dir/orders-limited"
+	chmod 0755 "$dir" "$dir/orders.fcgi" "$dir/orders-limited"
+	ORDERS_FCGI=$dir/orders-limited server_start "${STREAM_SUITE_ENV[@]}" ORDERS_MAX_STREAMS=1000
+	r=$(faults_wait_responder 10) || fail "no responder"
+	grep -q '^Max open files *64 *64 ' "/proc/$r/limits" || fail "the responder's limit: $(grep 'open files' "/proc/$r/limits")"
+	create_order "$(order_json 'Clamp Test')"
+	a=$OID
+	(($(elog_count 'ORDERS_MAX_STREAMS lowered from 1000 to') == 1)) || fail "no single clamp line: $(server_log_tail 10)"
+	cap=$(cat $(responder_stderr_files) | sed -n 's/.*ORDERS_MAX_STREAMS lowered from 1000 to \([0-9]*\):.*/\1/p' | head -n 1)
+	echo "# file limit 64, $(proc_fds "$r") descriptors at rest: ORDERS_MAX_STREAMS lowered to $cap" >&3
+	((cap > 0)) || fail "the cap is $cap: no stream could open"
+	estreams_open c 100
+	local deadline=$(($(now_ms) + 30000))
+	while :; do
+		ok=0 refused=0
+		for i in $(seq 1 100); do
+			st=$(sse_status "c$i")
+			[[ $st == 200 ]] && grep -q 'event: connected' "$(sse_body "c$i")" && ok=$((ok + 1))
+			[[ $st == 503 ]] && ! child_running "$(sse_pid "c$i")" && refused=$((refused + 1))
+		done
+		((ok + refused == 100)) && break
+		(($(now_ms) < deadline)) || fail "after 30 s: $ok streams open, $refused refused, of 100"
+		sleep 0.2
+	done
+	echo "# 100 streams: $ok open, $refused refused with 503; $(proc_fds "$r") descriptors open" >&3
+	((ok == cap)) || fail "$ok streams open, the cap is $cap"
+	for i in $(seq 1 100); do
+		[[ $(sse_status "c$i") == 503 ]] || continue
+		sse_hdr "c$i" Retry-After >/dev/null || fail "stream c$i: 503 without Retry-After"
+		grep -q '"code":"unavailable"' "$(sse_body "c$i")" || fail "stream c$i: $(cat "$(sse_body "c$i")")"
+	done
+	(($(proc_fds "$r") < 64)) || fail "the responder holds $(proc_fds "$r") descriptors"
+	(($(elog_count 'accepting a connection failed') == 0)) || fail "the descriptors ran out all the same"
+	bg_kill "${ESTREAM_PIDS[@]}"
+	wait_health_streams 0 10
+	ehealth_20
+	enew_stream_works "$a"
+	[[ $(faults_responder_pid) == "$r" ]] || fail "the responder was replaced: $r is gone"
+	assert_no_sanitizer_report
+}
+
+# SIGUSR1 makes libfcgi fail every later accept (os_unix.c: OS_SigusrHandler
+# sets shutdownPending): the responder keeps it blocked, and serves on.
+ecase_sigusr1() {
+	faults_instance
+	local r a
+	create_order "$(order_json 'Signal Test')"
+	a=$OID
+	r=$(faults_wait_responder 10) || fail "no responder"
+	kill -USR1 "$r"
+	sleep 0.5
+	ehealth_20
+	kill -USR1 "$r"
+	enew_stream_works "$a"
+	ehealth_20
+	[[ $(faults_responder_pid) == "$r" ]] || fail "the responder was replaced: $r is gone"
+	assert_no_sanitizer_report
+}
