@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 struct long_setting {
     const char *name;
@@ -42,17 +41,6 @@ static int parse_long(const char *s, long *out)
         return -1;
     *out = v;
     return 0;
-}
-
-/* Streams hold two descriptors at most (the FastCGI socket and, briefly, a
- * database file), and the REST threads and SQLite need some headroom. */
-static long default_max_streams(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-        return 10000;
-    long n = (long)rl.rlim_cur - 64;
-    return n > 16 ? n : 16;
 }
 
 static char *dup_or_null(const char *s)
@@ -108,9 +96,6 @@ int config_load(struct config *cfg, char *err, size_t errlen)
             return -1;
         }
     }
-    if (cfg->max_streams < 0)
-        cfg->max_streams = default_max_streams();
-
     const char *db = getenv("ORDERS_DB");
     if (!db || !*db) {
         snprintf(err, errlen, "ORDERS_DB must name the SQLite database file");

@@ -16,7 +16,7 @@ struct config {
     long write_timeout_s;     /* ORDERS_WRITE_TIMEOUT_S */
     long stream_max_s;        /* ORDERS_STREAM_MAX_S */
     long max_body;            /* ORDERS_MAX_BODY */
-    long max_streams;         /* ORDERS_MAX_STREAMS */
+    long max_streams;         /* ORDERS_MAX_STREAMS; -1 until main.c fits it to the file limit */
     long threads;             /* ORDERS_THREADS: REST worker threads */
     long busy_timeout_ms;     /* ORDERS_BUSY_TIMEOUT_MS */
     long max_pages;           /* ORDERS_MAX_PAGES: cap on the file's size in pages, 0 = none */

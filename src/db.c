@@ -1,9 +1,11 @@
 #include "db.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "migrations.h"
+#include "order.h"
 
 static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
 {
@@ -14,6 +16,47 @@ static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+/* orders_text(x): x itself, unless it is a BLOB. The service writes none,
+ * but a row written by hand with sqlite3 may hold one, and json_object()
+ * refuses BLOBs: one such row in events would stop every read of the log
+ * at it, in every process. A BLOB becomes its bytes as TEXT when they are
+ * UTF-8 without NUL, otherwise its hex digits (as hex() writes them), so
+ * that what goes out is always valid JSON text. */
+static void text_function(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    assert(argc == 1);
+    sqlite3_value *v = argv[0];
+    if (sqlite3_value_type(v) != SQLITE_BLOB) {
+        sqlite3_result_value(ctx, v);
+        return;
+    }
+    const unsigned char *p = sqlite3_value_blob(v);
+    int n = sqlite3_value_bytes(v);
+    if (n == 0) {
+        sqlite3_result_text(ctx, "", 0, SQLITE_STATIC);
+        return;
+    }
+    if (!p) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    if (utf8_valid((const char *)p, (size_t)n)) {
+        sqlite3_result_text(ctx, (const char *)p, n, SQLITE_TRANSIENT);
+        return;
+    }
+    static const char digits[] = "0123456789ABCDEF";
+    char *hex = sqlite3_malloc64(2 * (sqlite3_uint64)n);
+    if (!hex) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        hex[2 * i] = digits[p[i] >> 4];
+        hex[2 * i + 1] = digits[p[i] & 15];
+    }
+    sqlite3_result_text64(ctx, hex, 2 * (sqlite3_uint64)n, sqlite3_free, SQLITE_UTF8);
 }
 
 sqlite3 *db_open(const struct config *cfg, int create, char *err, size_t errlen)
@@ -29,6 +72,13 @@ sqlite3 *db_open(const struct config *cfg, int create, char *err, size_t errlen)
     }
     if (sqlite3_db_readonly(db, "main") == 1) {
         snprintf(err, errlen, "ORDERS_DB %s is read-only", cfg->db_path);
+        sqlite3_close(db);
+        return NULL;
+    }
+    if (sqlite3_create_function_v2(db, "orders_text", 1,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                   text_function, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot define orders_text(): %s", sqlite3_errmsg(db));
         sqlite3_close(db);
         return NULL;
     }

@@ -11,8 +11,11 @@
 #include "error.h"
 
 /* Opens cfg->db_path (creating it when create is set) with WAL, the
- * configured synchronous mode and busy timeout. Returns NULL with one line
- * in err on failure. Close with sqlite3_close(). */
+ * configured synchronous mode and busy timeout, and the SQL function
+ * orders_text(x): x, or a BLOB x as TEXT (its bytes when they are UTF-8
+ * without NUL, else its hex digits), for the columns of rows written by
+ * hand that JSON functions would refuse. Returns NULL with one line in err
+ * on failure. Close with sqlite3_close(). */
 sqlite3 *db_open(const struct config *cfg, int create, char *err, size_t errlen);
 
 /* Applies the embedded migrations the file lacks, each in one IMMEDIATE

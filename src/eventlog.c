@@ -14,17 +14,23 @@ static const char *const el_sql[EL_COUNT] = {
     [EL_DATA_VERSION] = "PRAGMA data_version",
     [EL_BOUNDS] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
                   "(SELECT pruned_through FROM event_log_state)",
-    /* A patch that is not JSON (written by hand) goes out as a string
-     * rather than stopping every stream at it. */
+    /* Rows written by hand must not stop every stream at them: a patch
+     * that is not JSON goes out as a string, and BLOBs, which JSON cannot
+     * hold, as text (orders_text, db.h). The subquery is flattened: the
+     * range is still a search of the rowid. */
     [EL_READ] = "SELECT id, type, order_id, json_object('type', type, 'id', order_id, "
                 "'patch', CASE WHEN json_valid(patch) THEN json(patch) ELSE patch END, "
-                "'ts', ts) FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+                "'ts', ts) FROM (SELECT id, orders_text(type) AS type, "
+                "orders_text(order_id) AS order_id, orders_text(patch) AS patch, "
+                "orders_text(ts) AS ts FROM events) "
+                "WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
 };
 
 struct eventlog {
     sqlite3 *db;
     sqlite3_stmt *stmt[EL_COUNT];
     long long data_version;
+    bool read_failed;           /* since eventlog_changed() last answered */
 };
 
 struct eventlog *eventlog_open(const struct config *cfg, char *err, size_t errlen)
@@ -69,8 +75,12 @@ int eventlog_changed(struct eventlog *log, bool *changed)
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
         return -1;
-    *changed = v != log->data_version;
+    /* data_version moves once per commit. Were a failed read forgotten
+     * here, the events of the commit it missed would wait for the next
+     * commit, which may never come. */
+    *changed = v != log->data_version || log->read_failed;
     log->data_version = v;
+    log->read_failed = false;
     return 0;
 }
 
@@ -83,7 +93,11 @@ int eventlog_bounds(struct eventlog *log, long long *head, long long *pruned_thr
         *pruned_through = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? 0 : -1;
+    if (rc != SQLITE_ROW) {
+        log->read_failed = true;
+        return -1;
+    }
+    return 0;
 }
 
 int eventlog_read(struct eventlog *log, long long after, long long upto, int limit,
@@ -110,5 +124,9 @@ int eventlog_read(struct eventlog *log, long long after, long long upto, int lim
         n++;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? n : -1;
+    if (rc != SQLITE_DONE) {
+        log->read_failed = true;
+        return -1;
+    }
+    return n;
 }

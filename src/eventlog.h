@@ -22,8 +22,14 @@ struct event {
 struct eventlog *eventlog_open(const struct config *cfg, char *err, size_t errlen);
 void eventlog_close(struct eventlog *log);
 
-/* Sets *changed when any other connection committed since the last call.
- * Returns 0, or -1 when the database did not answer. */
+/* Sets *changed when any other connection committed since the last call,
+ * and also when a read of this log (eventlog_read, eventlog_bounds) failed
+ * since then: a change stays reported until the reads after it succeed.
+ * So the caller needs no bookkeeping of its own for a failed read (busy,
+ * I/O, no memory): call this before each poll, and whenever it says
+ * changed, read from the last event it handed on, as after any commit.
+ * Returns 0, or -1 when the database did not answer (the change is then
+ * still reported by the next call that succeeds). */
 int eventlog_changed(struct eventlog *log, bool *changed);
 
 /* The newest event id ever written and the id through which the log has

@@ -43,14 +43,16 @@ void reply_free(struct reply *r)
     buf_free(&r->body);
 }
 
+/* The value goes straight into the growing header buffer: a fixed buffer
+ * would cut a long value (a Location, an echoed Origin) without a word. */
 void reply_header(struct reply *r, const char *name, const char *fmt, ...)
 {
-    char value[512];
     va_list ap;
+    buf_printf(&r->headers, "%s: ", name);
     va_start(ap, fmt);
-    vsnprintf(value, sizeof value, fmt, ap);
+    buf_vprintf(&r->headers, fmt, ap);
     va_end(ap);
-    buf_printf(&r->headers, "%s: %s\r\n", name, value);
+    buf_puts(&r->headers, "\r\n");
 }
 
 /* Messages may quote what a client sent, cut to a length: keep them valid
@@ -92,6 +94,14 @@ void reply_error(struct reply *r, const struct error *err)
 
 int reply_send(struct reply *r, FCGX_Stream *out)
 {
+    /* Headers or a body that ran out of memory must not go out cut short:
+     * the answer becomes a 500 through the one error body instead. */
+    if (buf_failed(&r->headers) || buf_failed(&r->body)) {
+        struct error err;
+        error_set(&err, ERR_INTERNAL, "out of memory building the response");
+        buf_free(&r->headers);
+        reply_error(r, &err);
+    }
     struct buf head = BUF_INIT;
     buf_printf(&head, "Status: %d %s\r\n", r->status, reason_phrase(r->status));
     if (r->content_type && r->status != 204 && r->status != 304)

@@ -20,8 +20,9 @@ struct reply {
 void reply_init(struct reply *r);
 void reply_free(struct reply *r);
 
-/* Adds one header line. The value must come from the service, never from
- * the request, unless it was checked to hold no CR or LF. */
+/* Adds one header line, of any length (never cut). The value must come
+ * from the service, never from the request, unless it was checked to hold
+ * no CR or LF. */
 void reply_header(struct reply *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -29,8 +30,9 @@ void reply_header(struct reply *r, const char *name, const char *fmt, ...)
  * its status, dropping any body built so far. */
 void reply_error(struct reply *r, const struct error *err);
 
-/* Writes the response to out and flushes it. Returns -1 when the web server
- * has gone away. */
+/* Writes the response to out and flushes it; headers or a body that ran
+ * out of memory make it a 500 internal_error instead. Returns -1 when the
+ * web server has gone away. */
 int reply_send(struct reply *r, FCGX_Stream *out);
 
 /* Reads the request body (CONTENT_LENGTH bytes) into body. A body over max

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,10 @@
 #define PRUNE_INTERVAL_MS 1000
 #define CHECKPOINT_INTERVAL_MS 200
 #define STOP_DEADLINE_MS 4500   /* web servers wait about 5 s before SIGKILL */
+#define ACCEPT_BACKOFF_MIN_MS 10
+#define ACCEPT_BACKOFF_MAX_MS 1000
+#define STREAMS_UNLIMITED 10000 /* ORDERS_MAX_STREAMS when the file limit is infinite */
+#define FD_MARGIN 16            /* SQLite's temporary files, the sanitizers' own */
 
 /* Every worker blocks in accept() on the shared socket and the kernel hands
  * each connection to one of them: no lock is taken around accept().
@@ -31,7 +36,16 @@
  * do: one that lands in libfcgi's poll() just after an accept() sends it
  * round a loop on a closed descriptor. So those threads are cancelled.
  * Workers run with cancellation disabled, except inside FCGX_Accept_r,
- * whose cancellation points are accept(), poll() and read(). */
+ * whose cancellation points are accept(), poll() and read(), and in the
+ * pause before retrying a failed accept.
+ *
+ * A failed accept (EMFILE, ENFILE, ENOMEM …) is retried after a pause that
+ * doubles from ACCEPT_BACKOFF_MIN_MS to ACCEPT_BACKOFF_MAX_MS: the process
+ * stays alive, so the web server would never start another one, and it
+ * serves again as soon as descriptors are free. libfcgi turns SIGUSR1 into
+ * "every later accept fails" (os_unix.c: OS_SigusrHandler sets
+ * shutdownPending), which retrying cannot get out of: SIGUSR1 stays
+ * blocked in every thread. */
 struct worker_thread {
     struct worker *w;
     pthread_t thread;
@@ -43,6 +57,7 @@ struct worker_thread {
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool stopping;
 static int workers_running;
+static bool accept_failing;     /* logged once for all workers, until one accepts again */
 
 static void set_in_accept(struct worker_thread *t, bool on)
 {
@@ -87,9 +102,31 @@ static void end_worker(void *arg)
     pthread_mutex_unlock(&state_lock);
 }
 
+/* One line when accepting starts failing, one when it works again: not
+ * one per retry of each worker. */
+static void note_accept(bool failed, int rc)
+{
+    pthread_mutex_lock(&state_lock);
+    bool changed = accept_failing != failed;
+    accept_failing = failed;
+    pthread_mutex_unlock(&state_lock);
+    if (changed && failed)
+        fprintf(stderr, "orders: accepting a connection failed: %s; retrying\n",
+                rc > -4096 ? strerror(-rc) : "libfcgi error");
+    else if (changed)
+        fputs("orders: accepting connections again\n", stderr);
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
+    nanosleep(&ts, NULL);   /* a cancellation point; EINTR only shortens the pause */
+}
+
 static void *worker_main(void *arg)
 {
     struct worker_thread *t = arg;
+    long backoff_ms = 0;    /* 0 while accepting works */
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     if (FCGX_InitRequest(&t->req, 0, 0) != 0)
         die("cannot set up a FastCGI request");
@@ -100,15 +137,27 @@ static void *worker_main(void *arg)
         bool go = !stopping;
         t->in_accept = go;
         pthread_mutex_unlock(&state_lock);
-        if (go) {
-            pthread_cleanup_push(leave_accept, t);
-            pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-            t->accepted = FCGX_Accept_r(&t->req);
-            pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-            pthread_cleanup_pop(1);
-        }
-        if (t->accepted < 0)
+        if (!go)
             break;
+        pthread_cleanup_push(leave_accept, t);
+        pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+        if (backoff_ms)
+            pause_ms(backoff_ms);
+        t->accepted = FCGX_Accept_r(&t->req);
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        pthread_cleanup_pop(1);
+        if (t->accepted < 0) {
+            if (!backoff_ms)
+                note_accept(true, t->accepted);
+            backoff_ms = backoff_ms ? 2 * backoff_ms : ACCEPT_BACKOFF_MIN_MS;
+            if (backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+                backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+            continue;
+        }
+        if (backoff_ms) {
+            note_accept(false, 0);
+            backoff_ms = 0;
+        }
         routes_handle(t->w, &t->req);
         FCGX_Finish_r(&t->req);
     }
@@ -168,6 +217,42 @@ static void migrate(const struct config *cfg)
     }
     if (sqlite3_close(db) != SQLITE_OK)
         die("cannot close the database after migrating it");
+}
+
+/* Descriptors the process holds besides its streams' sockets: each SQLite
+ * connection (one per worker, the shared writer, the pruner's, the hub's)
+ * has the database and its WAL open, and the -shm once per process; the
+ * hub's epoll and eventfd; stdin (the listening socket), stdout and
+ * stderr; one connection per worker while it serves a request. */
+static long reserved_fds(const struct config *cfg)
+{
+    long connections = cfg->threads + 3;
+    return 2 * connections + 1 + 2 + 3 + cfg->threads + FD_MARGIN;
+}
+
+/* Each open stream holds one descriptor, its socket. ORDERS_MAX_STREAMS,
+ * or its default, is fitted to what RLIMIT_NOFILE leaves after the rest, so
+ * that the stream over the limit gets 503 rather than the process running
+ * out of descriptors: then no worker could accept any request at all. */
+static void fit_max_streams(struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        if (cfg->max_streams < 0)
+            cfg->max_streams = STREAMS_UNLIMITED;
+        return;
+    }
+    long room = (long)rl.rlim_cur - reserved_fds(cfg);
+    if (room < 0)
+        room = 0;
+    if (cfg->max_streams < 0) {
+        cfg->max_streams = room;
+    } else if (cfg->max_streams > room) {
+        fprintf(stderr, "orders: ORDERS_MAX_STREAMS lowered from %ld to %ld: the file limit is "
+                "%ld descriptors, %ld of them for threads and SQLite\n", cfg->max_streams, room,
+                (long)rl.rlim_cur, reserved_fds(cfg));
+        cfg->max_streams = room;
+    }
 }
 
 static long long monotonic_ms(void)
@@ -252,13 +337,18 @@ int main(int argc, char **argv)
 
     /* A vanished client shows as a failed write, not as a signal. */
     signal(SIGPIPE, SIG_IGN);
-    /* Only the main thread takes the stop signals, in sigwait(). */
-    sigset_t stop_signals;
+    /* Only the main thread takes the stop signals, in sigwait(). SIGUSR1
+     * stays blocked everywhere (see the top of this file); the threads
+     * inherit the mask, so it is set before the first one starts. */
+    sigset_t stop_signals, blocked;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
-    if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0)
-        die("cannot block the stop signals");
+    blocked = stop_signals;
+    sigaddset(&blocked, SIGUSR1);
+    if (pthread_sigmask(SIG_BLOCK, &blocked, NULL) != 0)
+        die("cannot block the stop signals and SIGUSR1");
+    fit_max_streams(&cfg);
 
     if (!(svc.hub = hub_start(&cfg, err, sizeof err)))
         die(err);

@@ -1,7 +1,10 @@
 #include "store.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 
 #define IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
 #define PRUNE_BATCH 2000
+#define PRUNE_KEYS_BATCH 500
 
 /* The statements, in one table so that opening and closing stay a loop. */
 enum stmt_id {
@@ -64,10 +68,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                   "OR items IS NOT coalesce(?3, items) OR currency IS NOT coalesce(?4, currency) "
                   "OR status IS NOT coalesce(?5, status) OR note IS NOT coalesce(?6, note))",
     [ST_DELETE] = "DELETE FROM orders WHERE id = ?1",
-    /* A patch that is not JSON (written by hand) is shown as a string. */
+    /* Rows written by hand are shown, not refused: a patch that is not
+     * JSON as a string, BLOBs as text (orders_text, db.h). */
     [ST_EVENTS] = "SELECT json_object('eventId', id, 'type', type, 'id', order_id, "
                   "'patch', CASE WHEN json_valid(patch) THEN json(patch) ELSE patch END, "
-                  "'ts', ts) FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                  "'ts', ts) FROM (SELECT id, orders_text(type) AS type, "
+                  "orders_text(order_id) AS order_id, orders_text(patch) AS patch, "
+                  "orders_text(ts) AS ts FROM events) WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_HEAD] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
     [ST_IDEMPOTENCY_GET] = "SELECT body_sha256, response, order_id FROM idempotency_keys "
                            "WHERE key = ?1 AND created_ms > ?2",
@@ -76,7 +83,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                            "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= ?1 "
                         "ORDER BY id LIMIT ?2)",
-    [ST_PRUNE_IDEMPOTENCY] = "DELETE FROM idempotency_keys WHERE created_ms <= ?1",
+    [ST_PRUNE_IDEMPOTENCY] = "DELETE FROM idempotency_keys WHERE key IN (SELECT key "
+                             "FROM idempotency_keys WHERE created_ms <= ?1 LIMIT ?2)",
     [ST_EXPIRED_KEY] = "SELECT count(*) FROM (SELECT 1 FROM idempotency_keys "
                        "WHERE created_ms <= ?1 LIMIT 1)",
     [ST_OLDEST_EVENT] = "SELECT coalesce(min(id), 0) FROM events",
@@ -86,7 +94,16 @@ static const char *const stmt_sql[ST_COUNT] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
+    long busy_timeout_ms;       /* ORDERS_BUSY_TIMEOUT_MS: one write's whole deadline */
+    int max_waiters;            /* threads that may wait for the write lock at once */
 };
+
+static long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static long long wall_ms(void)
 {
@@ -107,6 +124,8 @@ struct store *store_open(const struct config *cfg, char *err, size_t errlen)
         free(s);
         return NULL;
     }
+    s->busy_timeout_ms = cfg->busy_timeout_ms;
+    s->max_waiters = cfg->threads / 2 > 1 ? (int)(cfg->threads / 2) : 1;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &s->stmt[i], NULL) != SQLITE_OK) {
@@ -137,37 +156,78 @@ static int fail(struct store *s, sqlite3_stmt *st, int rc, struct error *err)
 
 /* The threads of one process take turns at writing here, before SQLite's
  * lock: SQLite's busy handler waits by sleeping (1, 2, 5, 10 … ms), which
- * would turn every collision between two threads into milliseconds. The
- * busy timeout is left for other processes. Every begin() is paired with
- * one commit() or rollback(), which release the mutex. */
+ * would turn every collision between two threads into milliseconds. Every
+ * begin() is paired with one commit() or rollback(), which release the
+ * mutex.
+ *
+ * A write has one deadline, ORDERS_BUSY_TIMEOUT_MS, for the mutex and
+ * SQLite's busy wait together: while another process holds the database,
+ * waiting writers would otherwise each take the whole timeout in turn, and
+ * every worker would end up queued here, reads included. For the same
+ * reason only max_waiters threads may wait for the mutex; the next write is
+ * refused at once and the other threads stay free for reads. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int write_waiters;
+static _Thread_local bool holds_write_lock;     /* for the asserts */
+
+static void write_unlock(struct store *s)
+{
+    assert(holds_write_lock);
+    holds_write_lock = false;
+    /* The store's reads wait as configured, not what a write left over. */
+    sqlite3_busy_timeout(s->db, (int)s->busy_timeout_ms);
+    pthread_mutex_unlock(&write_lock);
+}
 
 static int begin(struct store *s, struct error *err)
 {
-    pthread_mutex_lock(&write_lock);
+    long long deadline = monotonic_ms() + s->busy_timeout_ms;
+    if (atomic_fetch_add(&write_waiters, 1) >= s->max_waiters) {
+        atomic_fetch_sub(&write_waiters, 1);
+        return error_set(err, ERR_UNAVAILABLE, "too many writes are waiting for the database, "
+                                               "try again");
+    }
+    struct timespec until = {.tv_sec = deadline / 1000, .tv_nsec = deadline % 1000 * 1000000};
+    int lrc = pthread_mutex_clocklock(&write_lock, CLOCK_MONOTONIC, &until);
+    atomic_fetch_sub(&write_waiters, 1);
+    if (lrc == ETIMEDOUT)
+        return error_set(err, ERR_UNAVAILABLE, "the database is busy, try again");
+    assert(lrc == 0);
+    holds_write_lock = true;
+    /* SQLite's busy wait gets what is left; 0 removes the handler, so that
+     * a lock held by another process then fails the write at once. */
+    long long left = deadline - monotonic_ms();
+    sqlite3_busy_timeout(s->db, left > 0 ? (int)left : 0);
     int rc = db_step_done(s->stmt[ST_BEGIN_IMMEDIATE]);
     if (rc == SQLITE_DONE)
         return 0;
-    pthread_mutex_unlock(&write_lock);
-    return fail(s, NULL, rc, err);
+    /* Before the mutex goes: another thread's write would overwrite the
+     * shared connection's error message. */
+    fail(s, NULL, rc, err);
+    write_unlock(s);
+    return -1;
 }
 
 static int commit(struct store *s, struct error *err)
 {
+    assert(holds_write_lock);
     int rc = db_step_done(s->stmt[ST_COMMIT]);
-    /* A failed COMMIT (busy) leaves the transaction open: end it. */
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
+        fail(s, NULL, rc, err);     /* under the mutex, as in begin() */
+        /* A failed COMMIT (busy) leaves the transaction open: end it. */
         db_step_done(s->stmt[ST_ROLLBACK]);
-    pthread_mutex_unlock(&write_lock);
-    return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
+    }
+    write_unlock(s);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Returns -1 so that error paths can `return rollback(s);` after err is set. */
 static int rollback(struct store *s)
 {
+    assert(holds_write_lock);
     if (!sqlite3_get_autocommit(s->db))
         db_step_done(s->stmt[ST_ROLLBACK]);
-    pthread_mutex_unlock(&write_lock);
+    write_unlock(s);
     return -1;
 }
 
@@ -496,6 +556,9 @@ long long store_prune(struct store *s, long long retain, struct error *err)
         if (n < PRUNE_BATCH)
             break;
     }
+    /* Expired idempotency keys go the same way: only when there are some,
+     * under the write lock like any write, in batches short enough not to
+     * hold the API's writers up. */
     long long expired_before = wall_ms() - IDEMPOTENCY_TTL_MS;
     sqlite3_stmt *st = s->stmt[ST_EXPIRED_KEY];
     sqlite3_bind_int64(st, 1, expired_before);
@@ -504,12 +567,20 @@ long long store_prune(struct store *s, long long retain, struct error *err)
         return fail(s, st, rc, err);
     bool expired = sqlite3_column_int(st, 0) > 0;
     sqlite3_reset(st);
-    if (expired) {
+    while (expired) {
+        if (begin(s, err))
+            return -1;
         st = s->stmt[ST_PRUNE_IDEMPOTENCY];
         sqlite3_bind_int64(st, 1, expired_before);
+        sqlite3_bind_int(st, 2, PRUNE_KEYS_BATCH);
         rc = db_step_done(st);
-        if (rc != SQLITE_DONE)
-            return fail(s, NULL, rc, err);
+        if (rc != SQLITE_DONE) {
+            fail(s, NULL, rc, err);
+            return rollback(s);
+        }
+        expired = sqlite3_changes(s->db) == PRUNE_KEYS_BATCH;
+        if (commit(s, err))
+            return -1;
     }
     return deleted;
 }

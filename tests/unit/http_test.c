@@ -1,5 +1,5 @@
 /* Unit tests of the pure helpers of src/http.c: ETag matching, the JSON
- * media type check, and the one JSON error body. */
+ * media type check, the one JSON error body, and header lines. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,10 +209,44 @@ static void test_reply_error(void)
     reply_free(&r);
 }
 
+/* A long value comes out whole: it used to be cut at 511 bytes. */
+static void test_reply_header(void)
+{
+    static const size_t lengths[] = {0, 1, 511, 512, 513, 2000, 70000};
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        struct reply r;
+        reply_init(&r);
+        char *value = malloc(lengths[i] + 1);
+        if (!value)
+            abort();
+        memset(value, 'v', lengths[i]);
+        value[lengths[i]] = '\0';
+        reply_header(&r, "Location", "/api/v1/orders/%s", value);
+        struct buf want = BUF_INIT;
+        buf_printf(&want, "Location: /api/v1/orders/%s\r\n", value);
+        ok(!buf_failed(&r.headers) && r.headers.len == want.len
+               && strcmp(buf_str(&r.headers), buf_str(&want)) == 0,
+           "reply_header: a %zu-byte value comes out whole (%zu bytes of header)", lengths[i],
+           r.headers.len);
+        buf_free(&want);
+        free(value);
+        reply_free(&r);
+    }
+
+    struct reply r;
+    reply_init(&r);
+    reply_header(&r, "ETag", "\"%lld\"", 42LL);
+    reply_header(&r, "Allow", "%s", "GET, OPTIONS");
+    is_str(buf_str(&r.headers), "ETag: \"42\"\r\nAllow: GET, OPTIONS\r\n",
+           "reply_header: lines follow each other, each ending in CRLF");
+    reply_free(&r);
+}
+
 int main(void)
 {
     test_etag();
     test_is_json();
     test_reply_error();
+    test_reply_header();
     return done_testing();
 }
