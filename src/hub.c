@@ -26,7 +26,7 @@
 #define CATCHUP_BATCH 256       /* replayed per stream per loop */
 #define STREAM_BUDGET (64 * 1024)       /* own bytes a stream queues before it waits */
 #define WINDOW_BUDGET (8 * 1024 * 1024) /* frames held for the live streams, shared */
-#define PROGRESS_BYTES (16 * 1024)      /* written while blocked: not stalled */
+#define PROGRESS_BYTES (256 * 1024)     /* written while blocked: not stalled */
 #define READ_LIMIT (64 * 1024)  /* what the web server may send after the request */
 #define TICK_MS 200
 #define GZIP_WINDOW_BITS (10 + 16)      /* 1 KiB window; +16 writes a gzip wrapper */
@@ -224,8 +224,10 @@ static void fill(struct hub *hub, struct stream *s)
         queue_end(s);
 }
 
-/* Writes took n bytes: a stream that moves PROGRESS_BYTES is not stalled,
- * however often it blocks, while one that trickles a byte now and then is. */
+/* Writes took n bytes. A stream that moves PROGRESS_BYTES within each
+ * ORDERS_WRITE_TIMEOUT_S while bytes wait for it is not stalled, however
+ * often it blocks; one whose client trickles (a byte now and then, or a TCP
+ * zero-window probe's worth) is, and is closed. */
 static void note_progress(struct stream *s, size_t n, long long now)
 {
     s->last_write_ms = now;
