@@ -1,5 +1,6 @@
 #include "hub.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -17,30 +18,42 @@
 
 #include "eventlog.h"
 #include "fcgi_record.h"
+#include "frame.h"
+#include "outq.h"
 
 #define EPOLL_BATCH 256
 #define READ_BATCH 512          /* events read from the table at a time */
 #define CATCHUP_BATCH 256       /* replayed per stream per loop */
-#define CATCHUP_HIGH_WATER (64 * 1024)  /* replay waits while this much is unsent */
-#define OUT_LIMIT (1024 * 1024) /* a stream this far behind is closed */
+#define STREAM_BUDGET (64 * 1024)       /* own bytes a stream queues before it waits */
+#define WINDOW_BUDGET (8 * 1024 * 1024) /* frames held for the live streams, shared */
+#define PROGRESS_BYTES (256 * 1024)     /* written while blocked: not stalled */
+#define READ_LIMIT (64 * 1024)  /* what the web server may send after the request */
 #define TICK_MS 200
 #define GZIP_WINDOW_BITS (10 + 16)      /* 1 KiB window; +16 writes a gzip wrapper */
 #define GZIP_MEM_LEVEL 2
 
+/* A stream is live while its position is inside the hub's window: it sends
+ * shared frames from there. Otherwise it replays from the table, into its
+ * own bytes, a budget at a time, until it reaches the window. */
 struct stream {
     int fd;
     int request_id;
-    long long pos;              /* id of the last event this stream has passed */
-    bool live;                  /* caught up: fed by the fan-out */
+    long long pos;              /* id of the last event queued or passed over */
+    bool live;
+    uint64_t seq;               /* live: number of the next frame to look at */
+    size_t off;                 /* live: bytes of that frame already queued */
+    bool end_wanted;            /* end after the current event */
     bool ending;                /* the end records are queued; close when drained */
     bool want_write;            /* EPOLLOUT is armed */
     struct sse_filter filter;
     z_stream *zs;               /* gzip state, NULL for identity */
-    struct buf out;             /* FastCGI records not yet written */
-    size_t out_sent;            /* bytes of out already written */
+    struct outq q;
     long long last_write_ms;    /* for pings */
-    long long stalled_ms;       /* since when out could not be written, or 0 */
+    long long stalled_ms;       /* since when bytes wait without progress, or 0 */
+    size_t progress;            /* bytes written since stalled_ms */
     long long end_ms;           /* ORDERS_STREAM_MAX_S, jittered */
+    long long end_deadline_ms;  /* once ending: closed by then, drained or not */
+    size_t read_bytes;          /* sent by the web server since the hand-over */
     struct stream *prev, *next;
 };
 
@@ -62,7 +75,9 @@ struct hub {
     struct adoption *adoptions;
     atomic_long count;          /* open streams, adopted ones included */
     atomic_bool stopping;       /* hub_stop(): end every stream, then exit */
-    long long head;             /* the newest event id the hub has read */
+    struct window win;          /* the newest events, framed; its head is the hub's */
+    bool backlog;               /* the table holds events the window had no room for */
+    bool push_failed;           /* out of memory framing an event: read it again */
     struct stream *streams;
     long long db_error_logged_ms;
     unsigned rand_state;
@@ -89,7 +104,7 @@ static void free_stream(struct stream *s)
         free(s->zs);
     }
     sse_filter_free(&s->filter);
-    buf_free(&s->out);
+    outq_free(&s->q);
     free(s);
 }
 
@@ -116,110 +131,6 @@ static void arm_write(struct hub *hub, struct stream *s, bool on)
         s->want_write = on;
 }
 
-/* Writes what the socket takes. Returns -1 when the stream was closed. */
-static int flush(struct hub *hub, struct stream *s, long long now)
-{
-    while (s->out_sent < s->out.len) {
-        ssize_t n = write(s->fd, s->out.data + s->out_sent, s->out.len - s->out_sent);
-        if (n > 0) {
-            s->out_sent += (size_t)n;
-            s->last_write_ms = now;
-            s->stalled_ms = 0;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!s->stalled_ms)
-                s->stalled_ms = now;
-            arm_write(hub, s, true);
-            return 0;
-        }
-        close_stream(hub, s);       /* the web server went away */
-        return -1;
-    }
-    /* Drained: an idle stream keeps no buffer. */
-    buf_free(&s->out);
-    s->out_sent = 0;
-    s->stalled_ms = 0;
-    arm_write(hub, s, false);
-    if (s->ending) {
-        close_stream(hub, s);
-        return -1;
-    }
-    return 0;
-}
-
-/* Appends response body bytes, through gzip when the stream has it; a
- * sync flush after each event keeps the stream live. */
-static void append_body(struct stream *s, const char *data, size_t len, int flush_mode)
-{
-    if (!s->zs) {
-        fcgi_stdout(&s->out, s->request_id, data, len);
-        return;
-    }
-    unsigned char chunk[4096];
-    s->zs->next_in = (unsigned char *)data;
-    s->zs->avail_in = (unsigned)len;
-    do {
-        s->zs->next_out = chunk;
-        s->zs->avail_out = sizeof chunk;
-        if (deflate(s->zs, flush_mode) == Z_STREAM_ERROR) {
-            s->out.failed = true;
-            return;
-        }
-        fcgi_stdout(&s->out, s->request_id, chunk, sizeof chunk - s->zs->avail_out);
-    } while (s->zs->avail_out == 0);
-}
-
-static void append_event(struct stream *s, long long id, const char *name, const char *data)
-{
-    struct buf text = BUF_INIT;
-    sse_event(&text, id, name, data);
-    append_body(s, buf_str(&text), text.len, Z_SYNC_FLUSH);
-    if (buf_failed(&text))
-        s->out.failed = true;
-    buf_free(&text);
-}
-
-/* Queues the end of the response after the last complete event. */
-static void end_stream(struct stream *s)
-{
-    if (s->ending)
-        return;
-    if (s->zs)
-        append_body(s, "", 0, Z_FINISH);
-    fcgi_end_request(&s->out, s->request_id);
-    s->ending = true;
-}
-
-/* A stream whose client reads too slowly, or that ran out of memory, is
- * closed: it reconnects with Last-Event-ID and replays from the table. */
-static bool over_limit(const struct stream *s)
-{
-    return buf_failed(&s->out) || s->out.len - s->out_sent > OUT_LIMIT;
-}
-
-static void fan_out(void *arg, const struct event *ev)
-{
-    struct hub *hub = arg;
-    struct buf text = BUF_INIT;
-    sse_event(&text, ev->id, ev->type, ev->data);     /* framed once for all */
-    for (struct stream *s = hub->streams; s; s = s->next) {
-        if (!s->live || s->ending)
-            continue;
-        if (sse_filter_match(&s->filter, ev->type, ev->order_id)) {
-            if (s->zs)
-                append_body(s, buf_str(&text), text.len, Z_SYNC_FLUSH);
-            else
-                fcgi_stdout(&s->out, s->request_id, buf_str(&text), text.len);
-        }
-        s->pos = ev->id;
-    }
-    buf_free(&text);
-    hub->head = ev->id;
-}
-
 static void log_db_error(struct hub *hub, const char *what)
 {
     long long now = now_ms();
@@ -229,20 +140,219 @@ static void log_db_error(struct hub *hub, const char *what)
     fprintf(stderr, "orders: stream hub: %s; streams stay open and catch up later\n", what);
 }
 
+/* Appends response body bytes to the stream's own bytes, through gzip when
+ * the stream has it; a sync flush after each event keeps the stream live. */
+static void append_body(struct stream *s, const char *data, size_t len, int flush_mode)
+{
+    if (!s->zs) {
+        fcgi_stdout(&s->q.own, s->request_id, data, len);
+        return;
+    }
+    unsigned char chunk[4096];
+    s->zs->next_in = (unsigned char *)data;
+    s->zs->avail_in = (unsigned)len;
+    do {
+        s->zs->next_out = chunk;
+        s->zs->avail_out = sizeof chunk;
+        if (deflate(s->zs, flush_mode) == Z_STREAM_ERROR) {
+            s->q.own.failed = true;
+            return;
+        }
+        fcgi_stdout(&s->q.own, s->request_id, chunk, sizeof chunk - s->zs->avail_out);
+    } while (s->zs->avail_out == 0);
+}
+
+static void append_event(struct stream *s, long long id, const char *name, const char *data)
+{
+    struct buf text = BUF_INIT;
+    sse_event(&text, id, name, data);
+    append_body(s, buf_str(&text), text.len, Z_SYNC_FLUSH);
+    if (buf_failed(&text))
+        s->q.own.failed = true;
+    buf_free(&text);
+}
+
+/* Queues the end of the response, after the last complete event. */
+static void queue_end(struct stream *s)
+{
+    assert(s->off == 0 && !s->ending);
+    if (s->zs)
+        append_body(s, "", 0, Z_FINISH);
+    fcgi_end_request(&s->q.own, s->request_id);
+    s->ending = true;
+}
+
+/* The stream has queued (or, filtered out, passed over) frame f. */
+static void pass(struct stream *s, const struct frame *f)
+{
+    assert(f->id > s->pos);
+    s->pos = f->id;
+    s->seq++;
+    s->off = 0;
+}
+
+/* Queues what a live stream may send now: pieces of the window's frames
+ * for identity (shared, no copy), compressed copies for gzip, within the
+ * stream's budget; then the end, when one is wanted. */
+static void fill(struct hub *hub, struct stream *s)
+{
+    while (s->live && !s->ending) {
+        if (s->end_wanted && s->off == 0)
+            break;
+        struct frame *f = window_at(&hub->win, s->seq);
+        if (!f)
+            break;
+        if (s->off == 0 && !sse_filter_match(&s->filter, f->type, f->order_id)) {
+            pass(s, f);
+            continue;
+        }
+        if (s->zs) {
+            if (outq_own_unsent(&s->q) >= STREAM_BUDGET)
+                break;
+            append_body(s, f->text, f->len, Z_SYNC_FLUSH);
+            pass(s, f);
+            continue;
+        }
+        size_t n = outq_take(&s->q, s->request_id, f, s->off);
+        if (n == 0)
+            break;
+        s->off += n;
+        if (s->off == f->len)
+            pass(s, f);
+    }
+    if (s->end_wanted && !s->ending && s->off == 0)
+        queue_end(s);
+}
+
+/* Writes took n bytes. A stream that moves PROGRESS_BYTES within each
+ * ORDERS_WRITE_TIMEOUT_S while bytes wait for it is not stalled, however
+ * often it blocks; one whose client trickles (a byte now and then, or a TCP
+ * zero-window probe's worth) is, and is closed. */
+static void note_progress(struct stream *s, size_t n, long long now)
+{
+    s->last_write_ms = now;
+    if (!s->stalled_ms)
+        return;
+    s->progress += n;
+    if (s->progress >= PROGRESS_BYTES) {
+        s->stalled_ms = now;
+        s->progress = 0;
+    }
+}
+
+/* Queues what the stream may send and writes what its connection takes.
+ * Returns -1 when the stream was closed. */
+static int pump(struct hub *hub, struct stream *s, long long now)
+{
+    for (;;) {
+        fill(hub, s);
+        if (!outq_unsent(&s->q))
+            break;
+        bool blocked;
+        ssize_t n = outq_write(&s->q, s->fd, &blocked);
+        if (n < 0) {
+            close_stream(hub, s);       /* the web server went away, or no memory */
+            return -1;
+        }
+        if (n > 0)
+            note_progress(s, (size_t)n, now);
+        if (blocked) {
+            if (!s->stalled_ms) {
+                s->stalled_ms = now;
+                s->progress = 0;
+            }
+            arm_write(hub, s, true);
+            return 0;
+        }
+    }
+    s->stalled_ms = 0;
+    arm_write(hub, s, false);
+    if (s->ending) {
+        close_stream(hub, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends a live stream from the window, after position pos. */
+static void go_live(struct hub *hub, struct stream *s)
+{
+    assert(s->pos >= hub->win.base_id);
+    s->live = true;
+    s->seq = window_seek(&hub->win, s->pos);
+    s->off = 0;
+}
+
+/* A live stream that holds the full window back reads from the table
+ * instead. What it has queued of a frame that spans records is finished
+ * from its own bytes, so it still goes out as one whole event. */
+static void demote(struct hub *hub, struct stream *s)
+{
+    if (s->off > 0) {
+        struct frame *f = window_at(&hub->win, s->seq);
+        assert(f);
+        fcgi_stdout(&s->q.own, s->request_id, f->text + s->off, f->len - s->off);
+        pass(s, f);
+    }
+    s->live = false;
+}
+
+/* Frames no live stream needs any more leave the window. When it is over
+ * its budget, a blocked stream in the older half stops holding it: it
+ * reads from the table at its own pace and the others go on. */
+static void trim_window(struct hub *hub)
+{
+    struct window *w = &hub->win;
+    bool full = w->bytes >= WINDOW_BUDGET;
+    uint64_t half = w->lo + (w->hi - w->lo) / 2;
+    uint64_t need = w->hi;
+    for (struct stream *s = hub->streams; s; s = s->next) {
+        if (!s->live)
+            continue;
+        if (full && s->stalled_ms && s->seq < half) {
+            demote(hub, s);
+            continue;
+        }
+        if (s->seq < need)
+            need = s->seq;
+    }
+    window_drop_before(w, need);
+}
+
+static void push_frame(void *arg, const struct event *ev)
+{
+    struct hub *hub = arg;
+    if (hub->push_failed)
+        return;     /* read again from the last one held */
+    struct frame *f = frame_new(ev->id, ev->type, ev->order_id, ev->data);
+    if (!f || window_push(&hub->win, f) != 0) {
+        frame_unref(f);
+        hub->push_failed = true;
+    }
+}
+
 /* With no stream open the hub reads nothing, and a first stream starts
  * from the current head. data_version is read first, so a commit made
  * between the two reads is either in the head or seen by the next poll. */
 static void rebase(struct hub *hub)
 {
     bool changed;
-    long long pruned_through;
+    long long head, pruned_through;
     if (eventlog_changed(hub->log, &changed) != 0
-        || eventlog_bounds(hub->log, &hub->head, &pruned_through) != 0)
+        || eventlog_bounds(hub->log, &head, &pruned_through) != 0) {
         log_db_error(hub, "the database did not answer");
+        return;
+    }
+    window_free(&hub->win);
+    window_init(&hub->win, head);
+    hub->backlog = false;
 }
 
-/* Reads every event committed since the last look and fans it out. */
-static void poll_log(struct hub *hub, long long now)
+/* Reads the events committed since the last look into the window, while
+ * it has room, and sends them to the live streams that can take them. A
+ * read that fails, or stops for room, is taken up again by the next poll
+ * whatever data_version says. */
+static void read_log(struct hub *hub, long long now)
 {
     if (!hub->streams)
         return;
@@ -251,26 +361,35 @@ static void poll_log(struct hub *hub, long long now)
         log_db_error(hub, "the database did not answer");
         return;
     }
-    if (!changed)
+    if (!changed && !hub->backlog)
         return;
-    int n;
-    do {
-        n = eventlog_read(hub->log, hub->head, INT64_MAX, READ_BATCH, fan_out, hub);
-        if (n < 0)
+    hub->backlog = true;
+    while (hub->win.bytes < WINDOW_BUDGET) {
+        hub->push_failed = false;
+        int n = eventlog_read(hub->log, window_head(&hub->win), INT64_MAX, READ_BATCH, push_frame, hub);
+        if (n < 0) {
             log_db_error(hub, "reading the event log failed");
-    } while (n == READ_BATCH);
-
+            break;
+        }
+        if (hub->push_failed) {
+            log_db_error(hub, "out of memory framing events");
+            break;
+        }
+        if (n < READ_BATCH) {
+            hub->backlog = false;
+            break;
+        }
+    }
     for (struct stream *s = hub->streams, *next; s; s = next) {
         next = s->next;
-        if (over_limit(s))
-            close_stream(hub, s);
-        else if (s->out.len > s->out_sent)
-            flush(hub, s, now);
+        if (s->live && !s->want_write)
+            pump(hub, s, now);
     }
 }
 
-/* One stream's replay batch: it stops taking events once enough bytes
- * wait, so that big events cannot push a replaying stream over OUT_LIMIT. */
+/* One stream's replay batch: it stops taking events once its budget is
+ * queued, so that a burst costs each replaying stream one budget at most
+ * (and one event more, however large). */
 struct replay {
     struct stream *s;
     bool full;
@@ -280,48 +399,60 @@ static void replay_one(void *arg, const struct event *ev)
 {
     struct replay *r = arg;
     struct stream *s = r->s;
-    if (r->full || s->out.len - s->out_sent > CATCHUP_HIGH_WATER) {
+    if (r->full || outq_own_unsent(&s->q) >= STREAM_BUDGET) {
         r->full = true;
         return;
     }
+    assert(ev->id > s->pos);
     if (sse_filter_match(&s->filter, ev->type, ev->order_id))
         append_event(s, ev->id, ev->type, ev->data);
     s->pos = ev->id;
 }
 
-/* Replays a batch from the table to each stream still behind the hub.
- * Returns true when a stream could take more right away. */
+static void send_reset(struct hub *hub, struct stream *s, const char *reason)
+{
+    long long head = window_head(&hub->win);
+    char data[128];
+    snprintf(data, sizeof data, "{\"reason\":\"%s\",\"lastEventId\":%lld}", reason, head);
+    append_event(s, head, "reset", data);
+    s->pos = head;
+    go_live(hub, s);
+}
+
+/* Replays a batch from the table to each stream below the window, up to
+ * the window; a stream that reaches it goes live. Returns true when a
+ * stream could take more right away. */
 static bool catch_up(struct hub *hub, long long now)
 {
     bool more = false;
     for (struct stream *s = hub->streams, *next; s; s = next) {
         next = s->next;
-        if (s->live || s->ending || s->out.len - s->out_sent > CATCHUP_HIGH_WATER)
+        if (s->live || s->ending || outq_own_unsent(&s->q) >= STREAM_BUDGET)
             continue;
-        struct replay r = {s, false};
-        int n = eventlog_read(hub->log, s->pos, hub->head, CATCHUP_BATCH, replay_one, &r);
-        if (n < 0) {
-            log_db_error(hub, "replaying the event log failed");
+        long long upto = hub->win.base_id, newest, pruned_through;
+        /* The pruner may have passed a slow replay: say so, not skip. */
+        if (eventlog_bounds(hub->log, &newest, &pruned_through) != 0) {
+            log_db_error(hub, "reading the event log bounds failed");
             continue;
         }
-        if (n < CATCHUP_BATCH && !r.full)
-            s->live = true;     /* the table has nothing more up to the hub's head */
-        if (over_limit(s))
-            close_stream(hub, s);
-        else if (flush(hub, s, now) == 0 && !s->live && s->out.len - s->out_sent
-                                                              <= CATCHUP_HIGH_WATER)
+        if (s->pos < pruned_through) {
+            send_reset(hub, s, "history_truncated");
+        } else if (s->pos < upto) {
+            struct replay r = {s, false};
+            int n = eventlog_read(hub->log, s->pos, upto, CATCHUP_BATCH, replay_one, &r);
+            if (n < 0) {
+                log_db_error(hub, "replaying the event log failed");
+                continue;
+            }
+            if (n < CATCHUP_BATCH && !r.full)
+                s->pos = upto;  /* the table has nothing more up to the window */
+        }
+        if (!s->live && s->pos >= hub->win.base_id)
+            go_live(hub, s);
+        if (pump(hub, s, now) == 0 && !s->live && outq_own_unsent(&s->q) < STREAM_BUDGET)
             more = true;
     }
     return more;
-}
-
-static void send_reset(struct stream *s, long long head, const char *reason)
-{
-    char data[128];
-    snprintf(data, sizeof data, "{\"reason\":\"%s\",\"lastEventId\":%lld}", reason, head);
-    append_event(s, head, "reset", data);
-    s->pos = head;
-    s->live = true;
 }
 
 /* Starts an adopted stream: headers, retry, connected, and where to begin. */
@@ -349,37 +480,40 @@ static void begin_stream(struct hub *hub, struct adoption *a, long long now)
         buf_puts(&head, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
     buf_append(&head, buf_str(&a->headers), a->headers.len);
     buf_puts(&head, "\r\n");
-    fcgi_stdout(&s->out, s->request_id, buf_str(&head), head.len);
+    fcgi_stdout(&s->q.own, s->request_id, buf_str(&head), head.len);
     if (buf_failed(&head))
-        s->out.failed = true;
+        s->q.own.failed = true;
     buf_free(&head);
 
+    long long newest = window_head(&hub->win);
     char text[96];
     snprintf(text, sizeof text, "retry: %ld\n\n", hub->cfg->retry_ms);
     append_body(s, text, strlen(text), Z_NO_FLUSH);
     snprintf(text, sizeof text, "{\"message\":\"Connected to event stream\",\"lastEventId\":%lld}",
-             hub->head);
+             newest);
     append_event(s, -1, "connected", text);
 
-    long long newest, pruned_through;
-    if (eventlog_bounds(hub->log, &newest, &pruned_through) != 0) {
+    long long table_head, pruned_through;
+    if (eventlog_bounds(hub->log, &table_head, &pruned_through) != 0) {
         log_db_error(hub, "reading the event log bounds failed");
         pruned_through = 0;
     }
-    if (a->position < 0 || a->position == hub->head) {
-        s->pos = hub->head;
-        s->live = true;
-    } else if (a->position > hub->head) {
-        send_reset(s, hub->head, "unknown_event_id");
+    if (a->position < 0 || a->position == newest) {
+        s->pos = newest;
+        go_live(hub, s);
+    } else if (a->position > newest) {
+        send_reset(hub, s, "unknown_event_id");
     } else if (a->position < pruned_through) {
-        send_reset(s, hub->head, "history_truncated");
+        send_reset(hub, s, "history_truncated");
     } else {
-        s->pos = a->position;       /* catch_up() replays from here */
+        s->pos = a->position;
+        if (s->pos >= hub->win.base_id)
+            go_live(hub, s);    /* else catch_up() replays from here */
     }
     s->last_write_ms = now;
     s->end_ms = now + (long long)(hub->cfg->stream_max_s * 1000.0
                                   * (0.8 + 0.2 * (double)rand_r(&hub->rand_state) / RAND_MAX));
-    flush(hub, s, now);
+    pump(hub, s, now);
 }
 
 static void take_adoptions(struct hub *hub, long long now)
@@ -403,7 +537,7 @@ static void take_adoptions(struct hub *hub, long long now)
     if (!hub->streams)
         rebase(hub);
     else
-        poll_log(hub, now);
+        read_log(hub, now);
     while (reversed) {
         struct adoption *next = reversed->next;
         begin_stream(hub, reversed, now);
@@ -413,59 +547,70 @@ static void take_adoptions(struct hub *hub, long long now)
     }
 }
 
+/* Asks a stream to end after its current event. */
+static void want_end(struct hub *hub, struct stream *s, long long now)
+{
+    if (s->end_wanted)
+        return;
+    s->end_wanted = true;
+    s->end_deadline_ms = now + hub->cfg->write_timeout_s * 1000;
+    pump(hub, s, now);
+}
+
 /* Pings, write timeouts and the end of long-lived streams. */
 static void tick(struct hub *hub, long long now)
 {
     const struct config *cfg = hub->cfg;
     for (struct stream *s = hub->streams, *next; s; s = next) {
         next = s->next;
-        if (s->stalled_ms && now - s->stalled_ms >= cfg->write_timeout_s * 1000) {
+        if ((s->stalled_ms && now - s->stalled_ms >= cfg->write_timeout_s * 1000)
+            || (s->end_wanted && now >= s->end_deadline_ms)) {
             close_stream(hub, s);
             continue;
         }
-        if (s->ending)
+        if (s->end_wanted)
             continue;
-        bool queued = false;
         if (now >= s->end_ms) {
-            end_stream(s);
-            queued = true;
-        } else if (s->live && s->out.len == s->out_sent
+            want_end(hub, s, now);
+        } else if (!outq_unsent(&s->q) && s->off == 0
                    && now - s->last_write_ms >= cfg->ping_s * 1000) {
             char data[48];
             snprintf(data, sizeof data, "{\"ts\":%lld}", wall_ms());
             append_event(s, -1, "ping", data);
-            queued = true;
+            pump(hub, s, now);
         }
-        if (queued && s->out.len > s->out_sent)
-            flush(hub, s, now);
     }
 }
 
-/* The web server never tells: a closed connection reads as EOF. Whatever
- * it sends (the empty FCGI_STDIN record) is not needed and is dropped. */
+/* The web server never tells: a closed connection reads as EOF. What it
+ * sends after the request (the empty FCGI_STDIN record; a stream request
+ * has no body) is not needed and is dropped, up to READ_LIMIT. */
 static void on_readable(struct hub *hub, struct stream *s)
 {
     char scratch[512];
     for (;;) {
         ssize_t n = read(s->fd, scratch, sizeof scratch);
-        if (n > 0)
+        if (n > 0) {
+            s->read_bytes += (size_t)n;
+            if (s->read_bytes > READ_LIMIT)
+                break;
             continue;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        close_stream(hub, s);
-        return;
+        break;
     }
+    close_stream(hub, s);
 }
 
-/* Ends every stream after its last complete event. */
+/* Ends every stream after its current event. */
 static void end_all(struct hub *hub, long long now)
 {
     for (struct stream *s = hub->streams, *next; s; s = next) {
         next = s->next;
-        end_stream(s);
-        flush(hub, s, now);
+        want_end(hub, s, now);
     }
 }
 
@@ -496,16 +641,18 @@ static void *hub_main(void *arg)
                 continue;
             }
             if (events[i].events & EPOLLOUT)
-                flush(hub, s, now);
+                pump(hub, s, now);
         }
         if (woken) {
             take_adoptions(hub, now);       /* reads the log too */
             next_poll = now + hub->cfg->poll_ms;
         } else if (now >= next_poll) {
-            poll_log(hub, now);
+            read_log(hub, now);
             next_poll = now + hub->cfg->poll_ms;
         }
-        if (catch_up(hub, now))
+        bool more = catch_up(hub, now);
+        trim_window(hub);
+        if (more || (hub->backlog && hub->win.bytes < WINDOW_BUDGET))
             next_poll = now;    /* go round again without sleeping */
         if (now >= next_tick) {
             tick(hub, now);
@@ -539,15 +686,16 @@ struct hub *hub_start(const struct config *cfg, char *err, size_t errlen)
     hub->epfd = -1;
     hub->wakefd = -1;
     hub->rand_state = (unsigned)getpid() ^ (unsigned)now_ms();
-    long long pruned_through;
+    long long head, pruned_through;
     bool changed;
     if (!(hub->log = eventlog_open(cfg, err, errlen)))
         goto fail;
-    if (eventlog_bounds(hub->log, &hub->head, &pruned_through) != 0
+    if (eventlog_bounds(hub->log, &head, &pruned_through) != 0
         || eventlog_changed(hub->log, &changed) != 0) {
         snprintf(err, errlen, "cannot read the event log");
         goto fail;
     }
+    window_init(&hub->win, head);
     hub->epfd = epoll_create1(EPOLL_CLOEXEC);
     hub->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -670,6 +818,7 @@ void hub_free(struct hub *hub)
         a = next;
     }
     pthread_mutex_destroy(&hub->lock);
+    window_free(&hub->win);
     close(hub->epfd);
     close(hub->wakefd);
     eventlog_close(hub->log);

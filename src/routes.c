@@ -318,6 +318,10 @@ static int stream_position(struct call *c, long long *position)
 static int serve_stream(struct call *c)
 {
     struct stream_request sr = {.headers = BUF_INIT};
+    /* Refused here, so that the hub never has request input to read. */
+    const char *length = param(c, "CONTENT_LENGTH");
+    if (length && *length && strcmp(length, "0") != 0)
+        return error_set(&c->err, ERR_PAYLOAD_TOO_LARGE, "the stream takes no request body");
     if (stream_position(c, &sr.position))
         return -1;
     char *types = NULL, *ids = NULL;
