@@ -151,6 +151,21 @@ int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *
     return 0;
 }
 
+/* libfcgi has no hand-over call. The connection's descriptor is the
+ * request's ipcFd, a field fcgiapp.h asks callers not to touch, stable
+ * through libfcgi 2.4.x: this is the one place that reads it, and
+ * tests/unit/http_test.c fails if a libfcgi changes it. FCGX_Free(req, 0)
+ * frees without closing; -1 makes the next FCGX_Accept_r accept anew. */
+int http_take_connection(FCGX_Request *req, int *request_id)
+{
+    int fd = req->ipcFd;
+    *request_id = req->requestId;
+    FCGX_Free(req, 0);
+    req->ipcFd = -1;
+    req->envp = NULL;       /* FCGX_Free leaves it pointing at freed params */
+    return fd;
+}
+
 bool http_etag_matches(const char *header, long long version, bool weak)
 {
     if (version < 1)

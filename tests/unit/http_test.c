@@ -1,10 +1,19 @@
 /* Unit tests of the pure helpers of src/http.c: ETag matching, the JSON
- * media type check, the one JSON error body, and header lines. */
+ * media type check, the one JSON error body, header lines; and the
+ * hand-over of an accepted connection, through a real libfcgi accept. */
+#include <fastcgi.h>
+#include <fcntl.h>
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include "../../src/buf.h"
+#include "../../src/fcgi_record.h"
 #include "../../src/http.h"
 #include "../../src/order.h"
 #include "tap.h"
@@ -242,11 +251,111 @@ static void test_reply_header(void)
     reply_free(&r);
 }
 
+/* ------------------------------------------------------------ hand-over */
+
+#define HANDOVER_REQUEST_ID 258     /* two bytes, both non-zero */
+
+/* One FastCGI record of a web server: type, request id, content. */
+static void web_server_record(struct buf *out, int type, const void *data, size_t len)
+{
+    unsigned char h[FCGI_HEADER_LEN] = {FCGI_VERSION_1, (unsigned char)type,
+                                        HANDOVER_REQUEST_ID >> 8, HANDOVER_REQUEST_ID & 0xff,
+                                        (unsigned char)(len >> 8), (unsigned char)len, 0, 0};
+    buf_append(out, h, sizeof h);
+    buf_append(out, data, len);
+}
+
+struct web_server {
+    const char *path;
+    struct buf got;         /* what the responder's side wrote back */
+    bool sent;
+};
+
+/* A web server's side of one request: connects, sends BEGIN_REQUEST,
+ * params and an empty stdin, then reads until the responder closes. */
+static void *web_server_main(void *arg)
+{
+    struct web_server *ws = arg;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", ws->path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        return NULL;
+    struct buf out = BUF_INIT;
+    unsigned char begin[8] = {0, FCGI_RESPONDER, 0, 0, 0, 0, 0, 0};
+    web_server_record(&out, FCGI_BEGIN_REQUEST, begin, sizeof begin);
+    static const unsigned char params[] = "\016\003REQUEST_METHODGET\013\025REQUEST_URI"
+                                          "/api/v1/stream/events";
+    web_server_record(&out, FCGI_PARAMS, params, sizeof params - 1);
+    web_server_record(&out, FCGI_PARAMS, "", 0);
+    web_server_record(&out, FCGI_STDIN, "", 0);
+    ws->sent = write(fd, out.data, out.len) == (ssize_t)out.len;
+    buf_free(&out);
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof chunk)) > 0)
+        buf_append(&ws->got, chunk, (size_t)n);
+    close(fd);
+    return NULL;
+}
+
+/* The descriptor taken from an accepted request is that request's
+ * connection: records written to it reach the web server, with the
+ * request's id, and finishing the request afterwards does not close it.
+ * Reading ipcFd from another offset (a libfcgi that changed the layout of
+ * FCGX_Request) fails here. */
+static void test_take_connection(void)
+{
+    char dir[] = "/tmp/http_test.XXXXXX";
+    if (!mkdtemp(dir))
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "%s/sock", dir);
+    int listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0
+        || listen(listen_fd, 4) != 0 || FCGX_Init() != 0) {
+        ok(0, "a listening socket for libfcgi");
+        return;
+    }
+    FCGX_Request req;
+    FCGX_InitRequest(&req, listen_fd, 0);
+    struct web_server ws = {.path = path, .got = BUF_INIT};
+    pthread_t t;
+    pthread_create(&t, NULL, web_server_main, &ws);
+    ok(FCGX_Accept_r(&req) == 0, "libfcgi accepted the request");
+    is_str(FCGX_GetParam("REQUEST_URI", req.envp), "/api/v1/stream/events", "and read its params");
+
+    int request_id = -1;
+    int fd = http_take_connection(&req, &request_id);
+    is_int(request_id, HANDOVER_REQUEST_ID, "the request id is the web server's");
+    ok(req.envp == NULL, "the request has no params any more");
+    FCGX_Finish_r(&req);
+    ok(fcntl(fd, F_GETFD) != -1, "finishing the request left the connection open");
+    struct buf out = BUF_INIT;
+    fcgi_stdout(&out, request_id, "data: taken\n\n", 13);
+    fcgi_end_request(&out, request_id);
+    ok(write(fd, out.data, out.len) == (ssize_t)out.len, "the taken descriptor takes records");
+    close(fd);
+    pthread_join(t, NULL);
+    ok(ws.sent, "the web server sent its request");
+    ok(ws.got.len == out.len && memcmp(ws.got.data, out.data, out.len) == 0,
+       "the web server got exactly those records (%zu of %zu bytes)", ws.got.len, out.len);
+    buf_free(&out);
+    buf_free(&ws.got);
+    FCGX_Free(&req, 1);
+    close(listen_fd);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_etag();
     test_is_json();
     test_reply_error();
     test_reply_header();
+    test_take_connection();
     return done_testing();
 }
