@@ -95,7 +95,8 @@ struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
     long busy_timeout_ms;       /* ORDERS_BUSY_TIMEOUT_MS: one write's whole deadline */
-    int max_waiters;            /* threads that may wait for the write lock at once */
+    int max_waiters;            /* threads that may wait for a blocked write lock at once */
+    long long write_deadline_ms;    /* of the write under way, for busy_wait() */
 };
 
 static long long monotonic_ms(void)
@@ -164,17 +165,42 @@ static int fail(struct store *s, sqlite3_stmt *st, int rc, struct error *err)
  * SQLite's busy wait together: while another process holds the database,
  * waiting writers would otherwise each take the whole timeout in turn, and
  * every worker would end up queued here, reads included. For the same
- * reason only max_waiters threads may wait for the mutex; the next write is
- * refused at once and the other threads stay free for reads. */
+ * reason, while the thread that holds the mutex is itself kept waiting by
+ * another process (write_blocked), only max_waiters threads may wait for
+ * the mutex; the next write is refused at once and the other threads stay
+ * free for reads. Without such a wait the mutex is held for a write's
+ * microseconds, and any number may queue for it. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int write_waiters;
+static atomic_bool write_blocked;
 static _Thread_local bool holds_write_lock;     /* for the asserts */
+
+/* SQLite's sleeps between tries while another process holds the lock (as
+ * sqlite3_busy_timeout's), up to the write's deadline. */
+static const int busy_delays_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+#define BUSY_DELAYS (int)(sizeof busy_delays_ms / sizeof busy_delays_ms[0])
+
+static int busy_wait(void *arg, int tries)
+{
+    struct store *s = arg;
+    long long left = s->write_deadline_ms - monotonic_ms();
+    if (left <= 0)
+        return 0;
+    atomic_store(&write_blocked, true);
+    long long ms = busy_delays_ms[tries < BUSY_DELAYS ? tries : BUSY_DELAYS - 1];
+    if (ms > left)
+        ms = left;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
+    nanosleep(&ts, NULL);
+    return 1;
+}
 
 static void write_unlock(struct store *s)
 {
     assert(holds_write_lock);
     holds_write_lock = false;
-    /* The store's reads wait as configured, not what a write left over. */
+    atomic_store(&write_blocked, false);
+    /* The store's reads wait as configured. */
     sqlite3_busy_timeout(s->db, (int)s->busy_timeout_ms);
     pthread_mutex_unlock(&write_lock);
 }
@@ -182,7 +208,7 @@ static void write_unlock(struct store *s)
 static int begin(struct store *s, struct error *err)
 {
     long long deadline = monotonic_ms() + s->busy_timeout_ms;
-    if (atomic_fetch_add(&write_waiters, 1) >= s->max_waiters) {
+    if (atomic_fetch_add(&write_waiters, 1) >= s->max_waiters && atomic_load(&write_blocked)) {
         atomic_fetch_sub(&write_waiters, 1);
         return error_set(err, ERR_UNAVAILABLE, "too many writes are waiting for the database, "
                                                "try again");
@@ -194,11 +220,11 @@ static int begin(struct store *s, struct error *err)
         return error_set(err, ERR_UNAVAILABLE, "the database is busy, try again");
     assert(lrc == 0);
     holds_write_lock = true;
-    /* SQLite's busy wait gets what is left; 0 removes the handler, so that
-     * a lock held by another process then fails the write at once. */
-    long long left = deadline - monotonic_ms();
-    sqlite3_busy_timeout(s->db, left > 0 ? (int)left : 0);
+    /* SQLite's busy wait gets what is left of the deadline. */
+    s->write_deadline_ms = deadline;
+    sqlite3_busy_handler(s->db, busy_wait, s);
     int rc = db_step_done(s->stmt[ST_BEGIN_IMMEDIATE]);
+    atomic_store(&write_blocked, false);
     if (rc == SQLITE_DONE)
         return 0;
     /* Before the mutex goes: another thread's write would overwrite the

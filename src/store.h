@@ -4,8 +4,9 @@
  * store_delete) run wholly under the process's write mutex, so one store
  * can serve the writes of every thread, and its page cache stays warm.
  * A write waits at most ORDERS_BUSY_TIMEOUT_MS in all (for the mutex and
- * for SQLite's lock), and at most ORDERS_THREADS / 2 threads (at least 1)
- * wait at once; beyond either it fails with 503 unavailable.
+ * for SQLite's lock), and while another process keeps the lock at most
+ * ORDERS_THREADS / 2 threads (at least 1) wait at once; beyond either it
+ * fails with 503 unavailable.
  * Writes run in BEGIN IMMEDIATE transactions; the events they cause are
  * appended by the schema's triggers inside the same transaction. */
 #ifndef ORDERS_STORE_H

@@ -88,6 +88,52 @@ ecase_locked_writers() {
 	assert_no_sanitizer_report
 }
 
+# Without another process's lock, 16 writes at once (twice ORDERS_THREADS)
+# queue for each other and are all accepted: the cap on waiting writers is
+# for a lock that is held up, not for ordinary concurrency. The 16 requests
+# are sent whole but for their last byte, which they all send together, so
+# that the web server hands them to the responder at the same moment.
+ecase_concurrent_writers() {
+	faults_instance
+	local out
+	create_order "$(order_json 'Shared')"
+	out=$(python3 - "$ORDERS_PORT" "$OID" <<'PY'
+import json, socket, sys, time
+port, oid = int(sys.argv[1]), sys.argv[2]
+socks = []
+for i in range(16):
+    if i % 2:
+        body = json.dumps({"note": "writer %d" % i}).encode()
+        head = "PATCH /api/v1/orders/%s" % oid
+    else:
+        body = json.dumps({"customer": "Writer %d" % i, "items": [{"sku": "W-1", "name": "W",
+                           "qty": 1, "unitPriceCents": 100}]}).encode()
+        head = "POST /api/v1/orders"
+    req = ("%s HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+           % (head, len(body))).encode() + body
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(req[:-1])
+    socks.append((s, req[-1:]))
+time.sleep(0.5)
+for s, last in socks:
+    s.sendall(last)
+codes = []
+for s, _ in socks:
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    codes.append(int(data.split(b" ", 2)[1]) if data else 0)
+print(" ".join(map(str, codes)))
+PY
+	) || fail "the writers failed: $out"
+	[[ $out =~ ^((200|201)\ ?)+$ ]] || fail "not every write was accepted: $out"
+	[[ $(db "SELECT count(*) FROM orders WHERE customer LIKE 'Writer %'") == 8 ]] || fail "not 8 orders created"
+	[[ $(db "SELECT version FROM orders WHERE id = '$OID'") == 9 ]] || fail "not 8 patches applied"
+}
+
 # ---------------------------------------------------------------- 2. BLOBs in the event log
 
 # eblob_row SQL_TYPE SQL_ORDER_ID SQL_PATCH SQL_TS: insert one event row by
