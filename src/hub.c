@@ -203,6 +203,10 @@ static void fill(struct hub *hub, struct stream *s)
         struct frame *f = window_at(&hub->win, s->seq);
         if (!f)
             break;
+        if (f->id <= s->pos) {
+            s->seq++;   /* joined ahead of the window (begin_stream): already had it */
+            continue;
+        }
         if (s->off == 0 && !sse_filter_match(&s->filter, f->type, f->order_id)) {
             pass(s, f);
             continue;
@@ -497,12 +501,15 @@ static void begin_stream(struct hub *hub, struct adoption *a, long long now)
     long long table_head, pruned_through;
     if (eventlog_bounds(hub->log, &table_head, &pruned_through) != 0) {
         log_db_error(hub, "reading the event log bounds failed");
+        table_head = newest;
         pruned_through = 0;
     }
+    /* The window may not have read all of a burst yet: a position is judged
+     * by the table's head, and one ahead of the window waits for it. */
     if (a->position < 0 || a->position == newest) {
         s->pos = newest;
         go_live(hub, s);
-    } else if (a->position > newest) {
+    } else if (a->position > (table_head > newest ? table_head : newest)) {
         send_reset(hub, s, "unknown_event_id");
     } else if (a->position < pruned_through) {
         send_reset(hub, s, "history_truncated");

@@ -28,4 +28,5 @@ teardown() {
 @test "burst: 200 streams through a bulk edit of 10,000 orders: all stay open and get every event; one that reads nothing is closed; RSS bounded" { bcase_bulk_edit; }
 @test "burst: a 2 MiB event reaches a live, a gzip and a replaying stream whole, with the event after it" { bcase_big_event; }
 @test "burst: pruning that overtakes a slow replay gives reset history_truncated, no silent gap" { bcase_prune_during_replay; }
+@test "burst: a client resuming ahead of what the hub has read of a burst gets no reset and exactly the events after its position" { bcase_resume_ahead_of_window; }
 @test "burst: a stream request with a body is refused (413) and opens no stream" { bcase_stream_with_body; }

@@ -184,6 +184,32 @@ PY
 	echo "# prune during replay: $(wc -w <<<"$ids") events replayed, then reset" >&3
 }
 
+# A client resumes in the middle of a burst the hub has not read to its
+# end yet (the window holds 8 MiB; ORDERS_POLL_MS is long, so only the new
+# stream makes the hub look): its position is judged by the table's head,
+# so it gets no reset, and it waits for the window to reach it.
+bcase_resume_ahead_of_window() {
+	stream_aux_start ORDERS_POLL_MS=60000
+	local d h got want
+	d=$(stream_dir)
+	sql_orders 30000 Ahead
+	sse_open a /api/v1/stream/events
+	sse_wait_connected a
+	# 30,000 events of about 600 bytes: 18 MB, more than the window
+	db "UPDATE orders SET note = hex(randomblob(150)) WHERE customer LIKE 'Ahead %'"
+	h=$(db_head)
+	sse_open b /api/v1/stream/events -H "Last-Event-ID: $((h - 10))"
+	sse_wait_id b "$h" 30
+	sse_wait_id a "$h" 30
+	sse_close b
+	sse_close a
+	grep -q '^event: reset' "$(sse_body b)" && fail "a reset for a position the table holds: $(grep -A1 '^event: reset' "$(sse_body b)")"
+	got=$(sse_ids "$(sse_body b)" | tr '\n' ' ')
+	want=$(seq $((h - 9)) "$h" | tr '\n' ' ')
+	[[ $got == "$want" ]] || fail "resumed at $((h - 10)): ids [$got], expected [$want]"
+	[[ $(sse_ids "$(sse_body a)" | wc -l) == 30000 ]] || fail "stream a: $(sse_ids "$(sse_body a)" | wc -l) events, not 30000"
+}
+
 # A stream request with a body is refused before the hub takes it. lighttpd
 # refuses a GET with a body itself (400); Apache passes it on, so the case
 # runs behind Apache + mod_fcgid.
