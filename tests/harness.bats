@@ -34,23 +34,23 @@ assert_caught() {
 }
 
 @test "harness: an AddressSanitizer report in lighttpd's stderr (server.out) fails the check" {
-	report_in asan-report.log server.out
+	report_in asan-report.txt server.out
 	assert_caught 'server.out:3:==4711==ERROR: AddressSanitizer: heap-buffer-overflow'
 }
 
 @test "harness: a UBSan runtime error in Apache's error log (mod_fcgid) fails the check" {
-	report_in ubsan-runtime-error.log apache-error.log
+	report_in ubsan-runtime-error.txt apache-error.log
 	assert_caught 'apache-error.log:2:src/cursor.c:61:23: runtime error: signed integer overflow'
 }
 
 @test "harness: a LeakSanitizer summary in a spawn-fcgi responder's log fails the check" {
-	report_in lsan-summary.log a.log
+	report_in lsan-summary.txt a.log
 	assert_caught 'a.log:4:SUMMARY: AddressSanitizer: 96 byte(s) leaked'
 }
 
 @test "harness: each fixture report is caught in every file a responder writes to" {
 	local f fx
-	for fx in asan-report.log ubsan-runtime-error.log lsan-summary.log; do
+	for fx in asan-report.txt ubsan-runtime-error.txt lsan-summary.txt; do
 		for f in server.out lighttpd-error.log apache-error.log two.out migrate.log b.log; do
 			rm -rf "$ORDERS_TMP" && mkdir -p "$ORDERS_TMP"
 			report_in "$fx" "$f"
@@ -61,10 +61,10 @@ assert_caught() {
 }
 
 @test "harness: the service's ordinary lines and clients' requests in access logs pass" {
-	report_in clean.log server.out
-	report_in clean.log apache-error.log
+	report_in clean.txt server.out
+	report_in clean.txt apache-error.log
 	# whatever clients sent is in the access log, which is not the responder's
-	report_in asan-report.log lighttpd-access.log
+	report_in asan-report.txt lighttpd-access.log
 	run assert_no_sanitizer_report
 	assert_success
 	run instance_remove
@@ -74,7 +74,7 @@ assert_caught() {
 
 @test "harness: a responder death in the web server's log fails assert_no_crash_in_log" {
 	ORDERS_SERVER_KIND=lighttpd
-	report_in clean.log server.out
+	report_in clean.txt server.out
 	printf '%s\n' '2026-12-01 10:00:05: (gw_backend.c.924) child signaled: 6' \
 		'2026-12-01 10:00:05: (gw_backend.c.924) child exited: 134 unix:/tmp/x/orders.sock' >"$ORDERS_TMP/lighttpd-error.log"
 	run assert_no_crash_in_log
