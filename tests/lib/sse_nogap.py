@@ -7,7 +7,7 @@ reconnect with the id of the last complete event they saw, as Last-Event-ID
 header or lastEventId parameter. At the end every client's ids, concatenated
 over all its connections, must be strictly increasing and must be exactly the
 ids of the events table after its first start position up to the last event;
-every data line must be the JSON of its row.
+every data line must be what lib/sse_oracle.py makes of its row.
 
 Prints one JSON summary line; exit status 0 when every check passed, 1 when
 one failed (the reasons are in the summary's "failures"), 2 on bad usage.
@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 import urllib.parse
+
+from sse_oracle import event_data   # beside this file: the data line made from the raw row
 
 
 def now():
@@ -337,10 +339,9 @@ def main():
 
     final = shared.final_head
     rows = {}
-    for eid, etype, data in db.execute(
-            "SELECT id, type, json_object('type', type, 'id', order_id, 'patch', json(patch), "
-            "'ts', ts) FROM events WHERE id <= ? ORDER BY id", (final,)):
-        rows[eid] = (etype, data)
+    for eid, etype, order_id, patch, ts in db.execute(
+            "SELECT id, type, order_id, patch, ts FROM events WHERE id <= ? ORDER BY id", (final,)):
+        rows[eid] = (etype, event_data(etype, order_id, patch, ts))
     all_ids = sorted(rows)
     pruned = db.execute("SELECT pruned_through FROM event_log_state").fetchone()[0]
     if pruned:

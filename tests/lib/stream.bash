@@ -320,58 +320,13 @@ assert_stream_headers() {
 # JSON string (README, "A hand-made event"). No event holds a non-integer
 # number and SPEC does not say how one is written: the oracle stops there.
 # shellcheck disable=SC2016
-_SSE_PY_EXPECTED='
-import json, sqlite3, sys
-
-class Obj(list):
-    """A JSON object as its (key, value) pairs, in order."""
-
-def refuse(what):
-    raise ValueError(what)
-
-def stop(why):
-    sys.stderr.write("sse_db_text: %s\n" % why)
-    sys.exit(1)
-
-class Float(str):
-    """A non-integer number, as written: refused when written out, not
-    when parsed, so that a patch that is not JSON after it is still a string."""
-
-def enc(v):
-    if isinstance(v, Float):
-        stop("a non-integer number %s in a patch: SPEC does not say how one is written" % v)
-    if isinstance(v, Obj):
-        return "{" + ",".join(enc(k) + ":" + enc(x) for k, x in v) + "}"
-    if isinstance(v, list):
-        return "[" + ",".join(enc(x) for x in v) + "]"
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    stop("cannot write %r" % (v,))
-
-db = sqlite3.connect(sys.argv[1], timeout=10)
-out = []
-for eid, etype, order_id, patch, ts in db.execute(
-        "SELECT id, type, order_id, patch, ts FROM events WHERE %s ORDER BY id" % sys.argv[2]):
-    try:
-        p = json.loads(patch, object_pairs_hook=Obj, parse_constant=refuse, parse_float=Float)
-    except ValueError:
-        p = patch
-    data = enc(Obj([("type", etype), ("id", order_id), ("patch", p), ("ts", ts)]))
-    out.append("id: %d\nevent: %s\ndata: %s\n\n" % (eid, etype, data))
-sys.stdout.buffer.write("".join(out).encode("utf-8"))
-'
+SSE_ORACLE=$ORDERS_TESTS_LIB/sse_oracle.py
 
 # sse_db_text WHERE: the exact stream text of the log rows matching the SQL
 # condition, oldest first: id, event and data lines, as SPEC section 4
-# frames them (see _SSE_PY_EXPECTED).
+# frames them, made in Python from the raw rows (lib/sse_oracle.py).
 sse_db_text() {
-	python3 -c "$_SSE_PY_EXPECTED" "$ORDERS_DBFILE" "$1"
+	python3 "$SSE_ORACLE" "$ORDERS_DBFILE" "$1"
 }
 
 sse_retry_text() { printf 'retry: %s\n\n' "$STREAM_RETRY_MS"; }
