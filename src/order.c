@@ -451,6 +451,11 @@ static json_object *parse_object(const char *body, size_t len, struct error *err
         error_set(err, ERR_INVALID_JSON, "the request body is empty");
         return NULL;
     }
+    if (memchr(body, '\0', len)) {
+        error_set(err, ERR_INVALID_JSON, "the request body holds a NUL byte, which JSON text "
+                                         "may not carry");
+        return NULL;
+    }
     if (!utf8_valid(body, len)) {
         error_set(err, ERR_INVALID_JSON, "the request body is not valid UTF-8");
         return NULL;

@@ -1163,7 +1163,7 @@ case_invalid_utf8() {
 	for fmt in '{"customer":"a\0b","items":[%s]}' '{"customer":"ab",\0"items":[%s]}' '{"customer":"ab","items":[%s]}\0'; do
 		# shellcheck disable=SC2059 # the format holds the \0
 		printf "$fmt" "$ITEM1" >"$f"
-		soft refused 400 invalid_json "" POST /api/v1/orders -H 'Content-Type: application/json' --data-binary "@$f"
+		soft refused 400 invalid_json "NUL byte" POST /api/v1/orders -H 'Content-Type: application/json' --data-binary "@$f"
 	done
 	soft_done
 }

@@ -265,10 +265,10 @@ static void test_invalid_json(void)
     refused("{\"customer\":\"\xed\xa0\x80\"}", false, ERR_INVALID_JSON, "UTF-8", "raw surrogate");
 
     static const char nul_body[] = "{\"customer\":\"Ad\0a\",\"items\":" ITEM_JSON "}";
-    refused_len(nul_body, sizeof nul_body - 1, true, ERR_INVALID_JSON, "body",
+    refused_len(nul_body, sizeof nul_body - 1, true, ERR_INVALID_JSON, "NUL byte",
                 "raw NUL inside a string");
     static const char nul_end[] = "{}\0";
-    refused_len(nul_end, sizeof nul_end - 1, false, ERR_INVALID_JSON, "body",
+    refused_len(nul_end, sizeof nul_end - 1, false, ERR_INVALID_JSON, "NUL byte",
                 "raw NUL after the object");
 
     /* Nesting bombs: closed, unclosed, and deep enough to hurt a recursive parser. */
