@@ -6,7 +6,7 @@ set -eu
 packages="autoconf automake make gcc pkg-config
 libfcgi-dev libsqlite3-dev libjson-c-dev zlib1g-dev sqlite3
 lighttpd apache2 libapache2-mod-fcgid spawn-fcgi
-bats bats-assert bats-support curl jq chromium python3 procps iproute2
+bats bats-assert bats-support curl jq chromium python3 procps iproute2 mandoc
 clang libclang-rt-14-dev"
 
 missing=""
