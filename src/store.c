@@ -614,5 +614,7 @@ long long store_prune(struct store *s, long long retain, struct error *err)
 int store_checkpoint(struct store *s, struct error *err)
 {
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : db_error(s->db, rc, err);
+    /* BUSY: another connection (another responder's pruner) is running a
+     * checkpoint right now, which does this one's work. */
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : db_error(s->db, rc, err);
 }

@@ -71,7 +71,8 @@ int store_head(struct store *s, long long *head, struct error *err);
 long long store_prune(struct store *s, long long retain, struct error *err);
 
 /* Copies the WAL into the database as far as readers allow, without
- * waiting for anyone (a passive checkpoint). */
+ * waiting for anyone (a passive checkpoint). One that finds another
+ * checkpoint running leaves the work to it and returns 0. */
 int store_checkpoint(struct store *s, struct error *err);
 
 #endif

@@ -1096,6 +1096,12 @@ scase_nogap() {
 	if on_lighttpd; then
 		wait_health_streams 0 15
 	fi
+	# the responders' checkpoints meet each other under this load (many
+	# processes under mod_fcgid): that is not a failure, and is not logged
+	local f
+	for f in $(responder_stderr_files); do
+		! grep -q 'checkpoint failed' "$f" || fail "$f: $(grep -c 'checkpoint failed' "$f") 'checkpoint failed' lines"
+	done
 }
 
 # shellcheck disable=SC2016
