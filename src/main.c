@@ -293,13 +293,15 @@ static bool wait_and_stop(const sigset_t *stop_signals, struct hub *hub,
     return hub_wait(hub, deadline - monotonic_ms()) == 0 && monotonic_ms() < deadline;
 }
 
-static void usage(void)
+/* On standard output when asked for (--help), on standard error otherwise. */
+static void usage(FILE *to)
 {
-    fputs("usage: orders.fcgi [--migrate]\n"
+    fputs("usage: orders.fcgi [--migrate | --help]\n"
           "  Started by a FastCGI web server (or spawn-fcgi) with the listening\n"
           "  socket on fd 0; settings come from ORDERS_* environment variables.\n"
-          "  --migrate  create or upgrade the database in ORDERS_DB, then exit\n",
-          stderr);
+          "  --migrate  create or upgrade the database in ORDERS_DB, then exit\n"
+          "  --help     print this and exit; see orders.fcgi(8)\n",
+          to);
 }
 
 int main(int argc, char **argv)
@@ -308,9 +310,12 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--migrate") == 0) {
             migrate_only = true;
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
         } else {
-            usage();
-            return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+            usage(stderr);
+            return 2;
         }
     }
 

@@ -89,6 +89,18 @@ assert_refused_start() {
 	assert_refused_start "ORDERS_TOKENS_FILE=$BATS_TEST_TMPDIR/no-such-tokens-file"
 }
 
+@test "--help prints the usage on stdout (exit 0); an unknown argument on stderr (exit 2)" {
+	local bin
+	bin=$(orders_binary)
+	run --separate-stderr "$bin" --help
+	assert_success
+	[[ $output == "usage: orders.fcgi [--migrate | --help]"* && -z $stderr ]] ||
+		fail "--help: stdout [$output], stderr [$stderr]"
+	run --separate-stderr "$bin" --frobnicate
+	((status == 2)) || fail "--frobnicate: exit $status, not 2"
+	[[ -z $output && $stderr == "usage: orders.fcgi"* ]] || fail "--frobnicate: stdout [$output], stderr [$stderr]"
+}
+
 @test "--migrate creates the schema, is idempotent, and leaves the database in WAL mode" {
 	bats_require_minimum_version 1.5.0
 	local bin db=$BATS_TEST_TMPDIR/m.db c
