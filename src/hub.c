@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "clock.h"
 #include "eventlog.h"
 #include "fcgi_record.h"
 #include "frame.h"
@@ -84,20 +85,6 @@ struct hub {
     unsigned rand_state;
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void free_stream(struct stream *s)
 {
     if (s->zs) {
@@ -134,7 +121,7 @@ static void arm_write(struct hub *hub, struct stream *s, bool on)
 
 static void log_db_error(struct hub *hub, const char *what)
 {
-    long long now = now_ms();
+    long long now = clock_monotonic_ms();
     if (now - hub->db_error_logged_ms < 10000)
         return;
     hub->db_error_logged_ms = now;
@@ -583,7 +570,7 @@ static void tick(struct hub *hub, long long now)
         } else if (!outq_unsent(&s->q) && s->off == 0
                    && now - s->last_write_ms >= cfg->ping_s * 1000) {
             char data[48];
-            snprintf(data, sizeof data, "{\"ts\":%lld}", wall_ms());
+            snprintf(data, sizeof data, "{\"ts\":%lld}", clock_wall_ms());
             append_event(s, -1, "ping", data);
             pump(hub, s, now);
         }
@@ -628,14 +615,14 @@ static void *hub_main(void *arg)
     struct epoll_event events[EPOLL_BATCH];
     long long next_poll = 0, next_tick = 0;
     for (;;) {
-        long long now = now_ms();
+        long long now = clock_monotonic_ms();
         long long wait = next_poll - now;
         if (next_tick - now < wait)
             wait = next_tick - now;
         int n = epoll_wait(hub->epfd, events, EPOLL_BATCH, wait > 0 ? (int)wait : 0);
         if (n < 0 && errno != EINTR)
             log_db_error(hub, "epoll_wait failed");
-        now = now_ms();
+        now = clock_monotonic_ms();
         bool woken = false;
         for (int i = 0; i < n; i++) {
             if (events[i].data.ptr == NULL) {
@@ -693,7 +680,7 @@ struct hub *hub_start(const struct config *cfg, char *err, size_t errlen)
     hub->cfg = cfg;
     hub->epfd = -1;
     hub->wakefd = -1;
-    hub->rand_state = (unsigned)getpid() ^ (unsigned)now_ms();
+    hub->rand_state = (unsigned)getpid() ^ (unsigned)clock_monotonic_ms();
     long long head, pruned_through;
     bool changed;
     if (!(hub->log = eventlog_open(cfg, err, errlen)))

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "hub.h"
@@ -255,13 +256,6 @@ static void fit_max_streams(struct config *cfg)
     }
 }
 
-static long long monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* SIGTERM (lighttpd restart, apachectl graceful, mod_fcgid reaping) and
  * SIGINT: stop accepting, let the requests in flight finish, end every
  * stream after a complete event, and exit within STOP_DEADLINE_MS. */
@@ -271,7 +265,7 @@ static bool wait_and_stop(const sigset_t *stop_signals, struct hub *hub,
     int sig;
     while (sigwait(stop_signals, &sig) != 0)
         ;
-    long long deadline = monotonic_ms() + STOP_DEADLINE_MS;
+    long long deadline = clock_monotonic_ms() + STOP_DEADLINE_MS;
     pthread_mutex_lock(&state_lock);
     stopping = true;
     pthread_mutex_unlock(&state_lock);
@@ -286,11 +280,11 @@ static bool wait_and_stop(const sigset_t *stop_signals, struct hub *hub,
             }
         }
         pthread_mutex_unlock(&state_lock);
-        if (running == 0 || monotonic_ms() >= deadline)
+        if (running == 0 || clock_monotonic_ms() >= deadline)
             break;
         usleep(20 * 1000);
     }
-    return hub_wait(hub, deadline - monotonic_ms()) == 0 && monotonic_ms() < deadline;
+    return hub_wait(hub, deadline - clock_monotonic_ms()) == 0 && clock_monotonic_ms() < deadline;
 }
 
 /* On standard output when asked for (--help), on standard error otherwise. */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cursor.h"
 #include "db.h"
 #include "http.h"
@@ -99,20 +100,6 @@ struct store {
     long long write_deadline_ms;    /* of the write under way, for busy_wait() */
 };
 
-static long long monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct store *store_open(const struct config *cfg, char *err, size_t errlen)
 {
     struct store *s = calloc(1, sizeof *s);
@@ -183,7 +170,7 @@ static const int busy_delays_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 10
 static int busy_wait(void *arg, int tries)
 {
     struct store *s = arg;
-    long long left = s->write_deadline_ms - monotonic_ms();
+    long long left = s->write_deadline_ms - clock_monotonic_ms();
     if (left <= 0)
         return 0;
     atomic_store(&write_blocked, true);
@@ -207,7 +194,7 @@ static void write_unlock(struct store *s)
 
 static int begin(struct store *s, struct error *err)
 {
-    long long deadline = monotonic_ms() + s->busy_timeout_ms;
+    long long deadline = clock_monotonic_ms() + s->busy_timeout_ms;
     if (atomic_fetch_add(&write_waiters, 1) >= s->max_waiters && atomic_load(&write_blocked)) {
         atomic_fetch_sub(&write_waiters, 1);
         return error_set(err, ERR_UNAVAILABLE, "too many writes are waiting for the database, "
@@ -349,7 +336,7 @@ static int idempotent_replay(struct store *s, const char *key, const char *body_
 {
     sqlite3_stmt *st = s->stmt[ST_IDEMPOTENCY_GET];
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, wall_ms() - IDEMPOTENCY_TTL_MS);
+    sqlite3_bind_int64(st, 2, clock_wall_ms() - IDEMPOTENCY_TTL_MS);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
@@ -378,7 +365,7 @@ static int remember_key(struct store *s, const char *key, const char *body_sha25
     sqlite3_bind_text(st, 2, body_sha256, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, doc->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, buf_str(out), (int)out->len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, wall_ms());
+    sqlite3_bind_int64(st, 5, clock_wall_ms());
     int rc = db_step_done(st);
     return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
 }
@@ -585,7 +572,7 @@ long long store_prune(struct store *s, long long retain, struct error *err)
     /* Expired idempotency keys go the same way: only when there are some,
      * under the write lock like any write, in batches short enough not to
      * hold the API's writers up. */
-    long long expired_before = wall_ms() - IDEMPOTENCY_TTL_MS;
+    long long expired_before = clock_wall_ms() - IDEMPOTENCY_TTL_MS;
     sqlite3_stmt *st = s->stmt[ST_EXPIRED_KEY];
     sqlite3_bind_int64(st, 1, expired_before);
     int rc = sqlite3_step(st);
