@@ -4,8 +4,8 @@
 # file, missing directory, corrupt or damaged file, newer schema) directly,
 # under spawn-fcgi and under lighttpd, SIGKILL of the responder and of
 # lighttpd under write load, and a graceful stop (SIGTERM) with requests in
-# flight and a stream open, once and 25 times under load, and /health's 503
-# while the database does not answer.
+# flight and a stream open, once and 25 times under load, /health's 503
+# while the database does not answer, and an online backup under write load.
 # The cases live in lib/faults.bash (load generator and database checker:
 # lib/faults_tools.py); tests/faults-apache.bats runs the lock, start-up,
 # SIGTERM and /health cases behind Apache httpd + mod_fcgid. Each case starts
@@ -39,3 +39,4 @@ teardown() {
 @test "faults: SIGTERM under write load: no response cut short, everything acknowledged kept, stream ends cleanly" { fcase_graceful_stop_under_load; }
 @test "faults: 25 SIGTERMs under write load: every stop is prompt (no thread left running into the 4.5 s deadline)" { fcase_repeated_stop_under_load; }
 @test "faults: /health answers 503 unavailable + Retry-After while the database does not answer (a damaged page), 200 again once it does" { fcase_health_db_unavailable; }
+@test "faults: online backup under write load (sqlite3 .backup and VACUUM INTO): each copy whole, same schema, every write acknowledged before it with its event, events a prefix of the live log" { fcase_online_backup; }

@@ -1012,3 +1012,66 @@ fcase_health_db_unavailable() {
 	faults_check
 	assert_no_sanitizer_report
 }
+
+# ---------------------------------------------------------------- 7. online backup
+
+# faults_backup_check COPY BEFORE_MS LOG: the copy is whole and consistent in
+# itself (faults_tools.py check: versions and events agree, sequences) and
+# against the live file and the load log (faults_tools.py backup-check:
+# user_version, every 2xx acknowledged before BEFORE_MS there with its
+# event, its events a prefix of the live ones). Summary in BACKUP_CHECK.
+faults_backup_check() {
+	local out rc=0
+	out=$(python3 "$FAULTS_TOOLS" check --db "$1" 2>&1) || rc=$?
+	((rc == 0)) || fail "the copy $1 is not consistent in itself (rc $rc):
+$(jq . <<<"$out" 2>/dev/null || echo "$out")"
+	out=$(python3 "$FAULTS_TOOLS" backup-check --copy "$1" --live "$ORDERS_DBFILE" \
+		--before "$2" --log "$3" 2>&1) || rc=$?
+	((rc == 0)) || fail "backup check of $1 failed (rc $rc):
+$(jq . <<<"$out" 2>/dev/null || echo "$out")"
+	BACKUP_CHECK=$out
+}
+
+# The README's backups, under 3 writers through the API: sqlite3's .backup
+# (the online backup API) and VACUUM INTO, each run as the service's user
+# (it must write the -shm file) while writes go on. Each copy opens, is whole,
+# has the live schema version, holds every write acknowledged before it
+# started with its event, and its events are exactly the live ones up to its
+# last. Both commands must finish within 30 s under the load.
+fcase_online_backup() {
+	faults_instance ORDERS_BUSY_TIMEOUT_MS=5000
+	local log=$BATS_TEST_TMPDIR/load.jsonl dir=$ORDERS_TMP t1 t2 ms1 ms2 rc n1 n2 c1 c2
+	faults_load_start "$log" backup 3
+	faults_wait_ok "$log" 60 30 || fail "the writers did not get 60 answers in 30 s: $(faults_kinds "$log")"
+
+	t1=$(now_ms)
+	rc=0
+	as_run_user timeout 30 sqlite3 -bail "$ORDERS_DBFILE" ".timeout 10000" ".backup '$dir/copy-backup.db'" \
+		</dev/null >"$dir/backup.out" 2>&1 || rc=$?
+	ms1=$(($(now_ms) - t1))
+	((rc == 0)) || fail ".backup failed (rc $rc, after $ms1 ms): $(cat "$dir/backup.out")"
+	n1=$(faults_ok_count "$log")
+	faults_wait_ok "$log" $((n1 + 20)) 30 || fail "no 20 more 2xx within 30 s after .backup: $(faults_kinds "$log")"
+
+	rc=0
+	t2=$(now_ms)
+	as_run_user timeout 30 sqlite3 -bail "$ORDERS_DBFILE" ".timeout 10000" "VACUUM INTO '$dir/copy-vacuum.db'" \
+		</dev/null >"$dir/vacuum.out" 2>&1 || rc=$?
+	ms2=$(($(now_ms) - t2))
+	((rc == 0)) || fail "VACUUM INTO failed (rc $rc, after $ms2 ms): $(cat "$dir/vacuum.out")"
+	n2=$(faults_ok_count "$log")
+	faults_wait_ok "$log" $((n2 + 20)) 30 || fail "no 20 more 2xx within 30 s after VACUUM INTO: $(faults_kinds "$log")"
+	faults_load_stop "$log"
+	faults_check "$log"
+
+	faults_backup_check "$dir/copy-backup.db" "$t1" "$log"
+	c1=$BACKUP_CHECK
+	faults_backup_check "$dir/copy-vacuum.db" "$t2" "$log"
+	c2=$BACKUP_CHECK
+	# the copies were taken while writes went on, not after them
+	(($(jq .acked_later <<<"$c1") > 0)) || fail ".backup: no write acknowledged after it started: $c1"
+	(($(jq .acked_later <<<"$c2") > 0)) || fail "VACUUM INTO: no write acknowledged after it started: $c2"
+	echo "# .backup: $ms1 ms, $(jq -c '{acked_before, max_event_id}' <<<"$c1"), journal_mode $(sqlite3 "$dir/copy-backup.db" 'PRAGMA journal_mode')" >&3
+	echo "# VACUUM INTO: $ms2 ms, $(jq -c '{acked_before, max_event_id}' <<<"$c2"), journal_mode $(sqlite3 "$dir/copy-vacuum.db" 'PRAGMA journal_mode')" >&3
+	echo "# live: $(db_head) events, $(db 'PRAGMA page_count') pages; load: $(faults_kinds "$log")" >&3
+}

@@ -34,6 +34,17 @@ tests/faults-apache.bats), python3 stdlib only. Every loop is bounded in time.
       refused is there at all (with --strict-errors: nothing that got the web
       server's own error either); at most one order per customer of the logs.
       Prints one JSON summary line; exit status 1 when a check failed.
+
+  faults_tools.py backup-check --copy PATH --live PATH --before MS [--log FILE]...
+      Checks a backup (a copy taken while the load ran) against the live
+      database and the load logs: integrity_check of the copy is ok; its
+      user_version equals the live file's; every 2xx of a log recorded
+      before MS (epoch ms, when the backup started) is in the copy with its
+      event (the created order and its order.created; the PATCH's
+      order.updated with its version and note, the order at that version or
+      later); the copy's events are a prefix of the live file's: exactly the
+      live rows (every column) with an id up to the copy's largest.
+      Prints one JSON summary line; exit status 1 when a check failed.
 """
 
 import argparse
@@ -334,6 +345,90 @@ def cmd_check(args):
     return 0 if not fails else 1
 
 
+# ---------------------------------------------------------------- backup-check
+
+def cmd_backup_check(args):
+    fails = []
+
+    def fail(msg):
+        if len(fails) < 40:
+            fails.append(msg)
+
+    def ro(path):
+        c = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(path), uri=True, timeout=10)
+        c.execute("PRAGMA busy_timeout = 10000")
+        return c
+
+    copy = ro(args.copy)
+    ic = copy.execute("PRAGMA integrity_check").fetchall()
+    if ic != [("ok",)]:
+        fail("copy: integrity_check: %r" % ic[:5])
+        print(json.dumps({"ok": False, "failures": fails}, sort_keys=True))
+        return 1
+    live = ro(args.live)
+    uv_copy = copy.execute("PRAGMA user_version").fetchone()[0]
+    uv_live = live.execute("PRAGMA user_version").fetchone()[0]
+    if uv_copy != uv_live:
+        fail("copy: user_version %d, the live file's %d" % (uv_copy, uv_live))
+
+    cev = copy.execute("SELECT * FROM events ORDER BY id").fetchall()
+    cmax = cev[-1][0] if cev else 0
+    # one read transaction on the live file for its events and nothing else
+    lev = live.execute("SELECT * FROM events WHERE id <= ? ORDER BY id", (cmax,)).fetchall()
+    live.close()
+    if cev != lev:
+        cids = {r[0] for r in cev}
+        lids = {r[0] for r in lev}
+        missing = sorted(lids - cids)
+        extra = sorted(cids - lids)
+        differ = [c[0] for c, l in zip(cev, lev) if c != l][:5]
+        fail("copy's events are not the live events up to id %d: %d in the copy, %d live; "
+             "missing from the copy %r, only in the copy %r, first rows that differ %r"
+             % (cmax, len(cev), len(lev), missing[:10], extra[:10], differ))
+
+    rows = {r[0]: r[1] for r in copy.execute("SELECT id, version FROM orders")}
+    created = {}
+    updated = {}
+    for eid, etype, oid, patch in copy.execute(
+            "SELECT id, type, order_id, patch FROM events ORDER BY id"):
+        p = json.loads(patch)
+        if etype == "order.created":
+            created[oid] = p
+        elif etype == "order.updated":
+            updated[(oid, p.get("version"))] = p
+    copy.close()
+
+    before = after = 0
+    for r in read_logs(args.log):
+        if r["kind"] != "ok":
+            continue
+        if r["t"] >= args.before:
+            after += 1
+            continue
+        before += 1
+        oid = r["id"]
+        if oid not in rows:
+            fail("%s %s acknowledged at %d, before the backup (%d), but the order is not in the copy"
+                 % (r["op"], oid, r["t"], args.before))
+            continue
+        if rows[oid] < r["version"]:
+            fail("%s %s acknowledged version %d before the backup, the copy has version %d"
+                 % (r["op"], oid, r["version"], rows[oid]))
+        if r["op"] == "POST":
+            if created.get(oid, {}).get("customer") != r["customer"]:
+                fail("POST %s acknowledged before the backup: no order.created for %r in the copy"
+                     % (oid, r["customer"]))
+        elif updated.get((oid, r["version"]), {}).get("note") != r["note"]:
+            fail("PATCH %s v%d acknowledged before the backup: no order.updated with note %r in the copy"
+                 % (oid, r["version"], r["note"]))
+
+    summary = {"ok": not fails, "events": len(cev), "max_event_id": cmax,
+               "orders": len(rows), "acked_before": before, "acked_later": after,
+               "failures": fails}
+    print(json.dumps(summary, sort_keys=True))
+    return 0 if not fails else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -357,8 +452,15 @@ def main():
     p.add_argument("--strict-errors", action="store_true",
                    help="the web server's own errors count as refusals too (no kill: "
                         "whatever got no 2xx must not be in the database at all)")
+    p = sub.add_parser("backup-check")
+    p.add_argument("--copy", required=True)
+    p.add_argument("--live", required=True)
+    p.add_argument("--before", type=int, required=True,
+                   help="epoch ms when the backup started")
+    p.add_argument("--log", action="append")
     args = ap.parse_args()
-    return {"lock": cmd_lock, "load": cmd_load, "check": cmd_check}[args.cmd](args)
+    return {"lock": cmd_lock, "load": cmd_load, "check": cmd_check,
+            "backup-check": cmd_backup_check}[args.cmd](args)
 
 
 if __name__ == "__main__":
