@@ -154,12 +154,13 @@ int db_migrate(sqlite3 *db, char *err, size_t errlen)
                  sqlite3_db_filename(db, "main"), version, latest);
         return -1;
     }
-    if (version == latest)
-        return 0;
-
-    /* WAL is a property of the file: set once, before the first table. */
+    /* WAL is a property of the file, set before the first table. A file in
+     * rollback-journal mode already at the latest version (a copy restored
+     * from VACUUM INTO) gets it here too: a no-op on a WAL file. */
     if (exec_pragma(db, "PRAGMA journal_mode = WAL", err, errlen))
         return -1;
+    if (version == latest)
+        return 0;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot lock ORDERS_DB to migrate it: %s", sqlite3_errmsg(db));
         return -1;

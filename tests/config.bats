@@ -125,6 +125,16 @@ assert_refused_start() {
 	assert_output 1
 }
 
+@test "a database in rollback-journal mode (a restored VACUUM INTO copy) is back in WAL mode after start" {
+	local db=$BATS_TEST_TMPDIR/restored.db
+	run env ORDERS_DB="$db" "$(orders_binary)" --migrate
+	assert_success
+	[[ $(sqlite3 "$db" 'PRAGMA journal_mode = DELETE') == delete ]] || fail "could not leave WAL mode"
+	run env ORDERS_DB="$db" "$(orders_binary)" --migrate
+	assert_success
+	[[ $(sqlite3 "$db" 'PRAGMA journal_mode') == wal ]] || fail "journal_mode is $(sqlite3 "$db" 'PRAGMA journal_mode')"
+}
+
 @test "ORDERS_RETAIN_EVENTS=5: the log is pruned to the newest 5, ids keep increasing" {
 	local i head ids deadline
 	for i in $(seq 1 10); do
