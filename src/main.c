@@ -1,8 +1,11 @@
 /* orders.fcgi: the FastCGI responder. It takes its listening socket on fd 0
- * from whoever started it (lighttpd bin-path, mod_fcgid, spawn-fcgi) and
+ * from whoever started it (lighttpd bin-path, mod_fcgid, spawn-fcgi), or on
+ * fd 3 from systemd socket activation (LISTEN_FDS, see systemd_listen_fd), and
  * serves it with a pool of threads, each with its own FCGX_Request and its
  * own SQLite connection, because libfcgi serves one request per thread. */
+#include <errno.h>
 #include <fcgiapp.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 #include <stdbool.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,12 +128,57 @@ static void pause_ms(long ms)
     nanosleep(&ts, NULL);   /* a cancellation point; EINTR only shortens the pause */
 }
 
+/* The FastCGI listening socket: fd 0 as a web server or spawn-fcgi passes
+ * it, or the one systemd passes by socket activation (set in main). */
+static int listen_fd = 0;
+
+/* Socket activation, the protocol of sd_listen_fds(3), without libsystemd:
+ * when LISTEN_PID is our pid, LISTEN_FDS sockets start at fd 3
+ * (SD_LISTEN_FDS_START). We serve one socket, so more than one is refused.
+ * The variables are removed either way, as sd_listen_fds(1) does, so that
+ * nothing we start inherits them; the fd is made close-on-exec. Returns the
+ * fd, or -1 when systemd passed nothing (then fd 0 is used as before).
+ * Runs before any thread starts: setenv/unsetenv are not thread-safe. */
+static int systemd_listen_fd(void)
+{
+    const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
+    int fd = -1;
+    if (pid_s && fds_s) {
+        char *end;
+        errno = 0;
+        long long pid = strtoll(pid_s, &end, 10);
+        bool ours = errno == 0 && end != pid_s && *end == '\0' && pid == (long long)getpid();
+        if (ours) {
+            errno = 0;
+            long n = strtol(fds_s, &end, 10);
+            if (errno != 0 || end == fds_s || *end != '\0' || n < 0)
+                die("LISTEN_FDS is not a number of sockets");
+            if (n > 1)
+                die("LISTEN_FDS: systemd passed more than one socket; orders.fcgi serves exactly "
+                    "one (one ListenStream= in orders.socket)");
+            if (n == 1) {
+                fd = 3;    /* SD_LISTEN_FDS_START */
+                struct stat st;
+                if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+                    die("LISTEN_FDS: fd 3 from systemd is not a socket");
+                int flags = fcntl(fd, F_GETFD);
+                if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0)
+                    die("LISTEN_FDS: cannot mark fd 3 close-on-exec");
+            }
+        }
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return fd;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker_thread *t = arg;
     long backoff_ms = 0;    /* 0 while accepting works */
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-    if (FCGX_InitRequest(&t->req, 0, 0) != 0)
+    if (FCGX_InitRequest(&t->req, listen_fd, 0) != 0)
         die("cannot set up a FastCGI request");
     pthread_cleanup_push(end_worker, t);
     for (;;) {
@@ -292,7 +341,8 @@ static void usage(FILE *to)
 {
     fputs("usage: orders.fcgi [--migrate | --help]\n"
           "  Started by a FastCGI web server (or spawn-fcgi) with the listening\n"
-          "  socket on fd 0; settings come from ORDERS_* environment variables.\n"
+          "  socket on fd 0, or by systemd socket activation (LISTEN_FDS=1, fd 3);\n"
+          "  settings come from ORDERS_* environment variables.\n"
           "  --migrate  create or upgrade the database in ORDERS_DB, then exit\n"
           "  --help     print this and exit; see orders.fcgi(8)\n",
           to);
@@ -328,11 +378,14 @@ int main(int argc, char **argv)
     if (cfg.tokens_file && !(svc.auth = auth_load(cfg.tokens_file, err, sizeof err)))
         die(err);
 
+    int activated = systemd_listen_fd();
     if (FCGX_Init() != 0)
         die("cannot initialise libfcgi");
-    if (FCGX_IsCGI())
+    if (activated >= 0)
+        listen_fd = activated;
+    else if (FCGX_IsCGI())
         die("fd 0 is not a FastCGI listening socket: start orders.fcgi from a web server "
-            "(lighttpd bin-path, mod_fcgid) or spawn-fcgi");
+            "(lighttpd bin-path, mod_fcgid), spawn-fcgi or systemd socket activation");
 
     /* A vanished client shows as a failed write, not as a signal. */
     signal(SIGPIPE, SIG_IGN);
