@@ -417,15 +417,16 @@ static void send_reset(struct hub *hub, struct stream *s, const char *reason)
 static bool catch_up(struct hub *hub, long long now)
 {
     bool more = false;
+    long long newest, pruned_through = -1;  /* read once a pass, when a stream replays */
     for (struct stream *s = hub->streams, *next; s; s = next) {
         next = s->next;
         if (s->live || s->ending || outq_own_unsent(&s->q) >= STREAM_BUDGET)
             continue;
-        long long upto = hub->win.base_id, newest, pruned_through;
+        long long upto = hub->win.base_id;
         /* The pruner may have passed a slow replay: say so, not skip. */
-        if (eventlog_bounds(hub->log, &newest, &pruned_through) != 0) {
+        if (pruned_through < 0 && eventlog_bounds(hub->log, &newest, &pruned_through) != 0) {
             log_db_error(hub, "reading the event log bounds failed");
-            continue;
+            return false;
         }
         if (s->pos < pruned_through) {
             send_reset(hub, s, "history_truncated");
