@@ -1032,6 +1032,20 @@ $(jq . <<<"$out" 2>/dev/null || echo "$out")"
 	BACKUP_CHECK=$out
 }
 
+# faults_take_copy LOG WHAT SQL: sqlite3 runs SQL on the live file as the
+# service's user (within 30 s), then the load must get 20 more 2xx. Sets
+# COPY_T0 (when it started, ms) and COPY_MS (how long it took).
+faults_take_copy() {
+	local log=$1 what=$2 rc=0 n
+	COPY_T0=$(now_ms)
+	as_run_user timeout 30 sqlite3 -bail "$ORDERS_DBFILE" ".timeout 10000" "$3" \
+		</dev/null >"$BATS_TEST_TMPDIR/copy.out" 2>&1 || rc=$?
+	COPY_MS=$(($(now_ms) - COPY_T0))
+	((rc == 0)) || fail "$what failed (rc $rc, after $COPY_MS ms): $(cat "$BATS_TEST_TMPDIR/copy.out")"
+	n=$(faults_ok_count "$log")
+	faults_wait_ok "$log" $((n + 20)) 30 || fail "no 20 more 2xx within 30 s after $what: $(faults_kinds "$log")"
+}
+
 # The README's backups, under 3 writers through the API: sqlite3's .backup
 # (the online backup API) and VACUUM INTO, each run as the service's user
 # (it must write the -shm file) while writes go on. Each copy opens, is whole,
@@ -1040,27 +1054,14 @@ $(jq . <<<"$out" 2>/dev/null || echo "$out")"
 # last. Both commands must finish within 30 s under the load.
 fcase_online_backup() {
 	faults_instance ORDERS_BUSY_TIMEOUT_MS=5000
-	local log=$BATS_TEST_TMPDIR/load.jsonl dir=$ORDERS_TMP t1 t2 ms1 ms2 rc n1 n2 c1 c2
+	local log=$BATS_TEST_TMPDIR/load.jsonl dir=$ORDERS_TMP t1 t2 ms1 ms2 c1 c2
 	faults_load_start "$log" backup 3
 	faults_wait_ok "$log" 60 30 || fail "the writers did not get 60 answers in 30 s: $(faults_kinds "$log")"
 
-	t1=$(now_ms)
-	rc=0
-	as_run_user timeout 30 sqlite3 -bail "$ORDERS_DBFILE" ".timeout 10000" ".backup '$dir/copy-backup.db'" \
-		</dev/null >"$dir/backup.out" 2>&1 || rc=$?
-	ms1=$(($(now_ms) - t1))
-	((rc == 0)) || fail ".backup failed (rc $rc, after $ms1 ms): $(cat "$dir/backup.out")"
-	n1=$(faults_ok_count "$log")
-	faults_wait_ok "$log" $((n1 + 20)) 30 || fail "no 20 more 2xx within 30 s after .backup: $(faults_kinds "$log")"
-
-	rc=0
-	t2=$(now_ms)
-	as_run_user timeout 30 sqlite3 -bail "$ORDERS_DBFILE" ".timeout 10000" "VACUUM INTO '$dir/copy-vacuum.db'" \
-		</dev/null >"$dir/vacuum.out" 2>&1 || rc=$?
-	ms2=$(($(now_ms) - t2))
-	((rc == 0)) || fail "VACUUM INTO failed (rc $rc, after $ms2 ms): $(cat "$dir/vacuum.out")"
-	n2=$(faults_ok_count "$log")
-	faults_wait_ok "$log" $((n2 + 20)) 30 || fail "no 20 more 2xx within 30 s after VACUUM INTO: $(faults_kinds "$log")"
+	faults_take_copy "$log" .backup ".backup '$dir/copy-backup.db'"
+	t1=$COPY_T0 ms1=$COPY_MS
+	faults_take_copy "$log" "VACUUM INTO" "VACUUM INTO '$dir/copy-vacuum.db'"
+	t2=$COPY_T0 ms2=$COPY_MS
 	faults_load_stop "$log"
 	faults_check "$log"
 
