@@ -10,6 +10,10 @@
 #include "config.h"
 #include "error.h"
 
+/* Process-wide settings of SQLite, made before the first connection.
+ * Returns 0, or -1 when SQLite was already in use. */
+int db_configure(void);
+
 /* Opens cfg->db_path (creating it when create is set) with WAL, the
  * configured synchronous mode and busy timeout, and the SQL function
  * orders_text(x): x, or a BLOB x as TEXT (its bytes when they are UTF-8

@@ -25,6 +25,7 @@
 #include "routes.h"
 #include "service.h"
 #include "store.h"
+#include "writes.h"
 
 #define PRUNE_INTERVAL_MS 1000
 #define CHECKPOINT_INTERVAL_MS 200
@@ -270,7 +271,7 @@ static void migrate(const struct config *cfg)
 }
 
 /* Descriptors the process holds besides its streams' sockets: each SQLite
- * connection (one per worker, the shared writer, the pruner's, the hub's)
+ * connection (one per worker, the group commit's writer, the pruner's, the hub's)
  * has the database and its WAL open, and the -shm once per process; the
  * hub's epoll and eventfd; stdin (the listening socket), stdout and
  * stderr; one connection per worker while it serves a request. */
@@ -369,6 +370,8 @@ int main(int argc, char **argv)
         die(err);
     if (sqlite3_threadsafe() == 0)
         die("SQLite was built without thread support");
+    if (db_configure() != 0)
+        die("cannot configure SQLite before its first use");
     migrate(&cfg);
     if (migrate_only)
         return 0;
@@ -406,6 +409,8 @@ int main(int argc, char **argv)
         die(err);
     if (!(svc.writer = store_open(&cfg, err, sizeof err)))
         die(err);
+    if (!(svc.writes = writes_new(svc.writer, &cfg)))
+        die("out of memory");
     pthread_t pruner;
     start_thread(&pruner, pruner_main, new_worker(&svc));
     struct worker_thread *workers = calloc((size_t)cfg.threads, sizeof *workers);
@@ -423,6 +428,7 @@ int main(int argc, char **argv)
             pthread_join(workers[i].thread, NULL);
         pthread_join(pruner, NULL);
         hub_free(svc.hub);
+        writes_free(svc.writes);
         store_close(svc.writer);
         auth_free(svc.auth);
         free(workers);

@@ -13,6 +13,7 @@
 #include "sha256.h"
 #include "sse.h"
 #include "uri.h"
+#include "writes.h"
 
 #define LIST_LIMIT_DEFAULT 50
 #define LIST_LIMIT_MAX 200
@@ -211,7 +212,10 @@ static int create_order(struct call *c)
         char body_sha[2 * SHA256_LEN + 1];
         sha256_hex(buf_str(&body), body.len, body_sha);
         struct order_doc doc;
-        rc = store_create(c->w->svc->writer, &in, key, body_sha, &doc, &c->reply.body, &c->err);
+        struct write_request wr = {.kind = WRITE_CREATE, .in = &in, .idempotency_key = key,
+                                   .body_sha256 = body_sha, .doc = &doc, .out = &c->reply.body,
+                                   .err = &c->err};
+        rc = writes_apply(c->w->svc->writes, &wr);
         order_input_free(&in);
         if (rc == 0) {
             if (!doc.replayed)
@@ -236,8 +240,10 @@ static int patch_order(struct call *c)
     if (rc)
         return -1;
     struct order_doc doc;
-    rc = store_patch(c->w->svc->writer, c->id, &in, param(c, "HTTP_IF_MATCH"), &doc, &c->reply.body,
-                     &c->err);
+    struct write_request wr = {.kind = WRITE_PATCH, .id = c->id, .in = &in,
+                               .if_match = param(c, "HTTP_IF_MATCH"), .doc = &doc,
+                               .out = &c->reply.body, .err = &c->err};
+    rc = writes_apply(c->w->svc->writes, &wr);
     order_input_free(&in);
     if (rc)
         return -1;
@@ -252,7 +258,9 @@ static int delete_order(struct call *c)
     struct buf body = BUF_INIT;
     int rc = http_read_body(c->req, c->w->svc->cfg->max_body, &body, &c->err);
     buf_free(&body);
-    if (rc || store_delete(c->w->svc->writer, c->id, param(c, "HTTP_IF_MATCH"), &c->err))
+    struct write_request wr = {.kind = WRITE_DELETE, .id = c->id,
+                               .if_match = param(c, "HTTP_IF_MATCH"), .err = &c->err};
+    if (rc || writes_apply(c->w->svc->writes, &wr))
         return -1;
     hub_notify(c->w->svc->hub);
     c->reply.status = 204;

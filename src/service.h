@@ -8,12 +8,14 @@
 #include "store.h"
 
 struct hub;
+struct writes;
 
 struct service {
     const struct config *cfg;
     struct auth *auth;          /* NULL when writes are open */
     struct hub *hub;            /* the stream hub of this process */
-    struct store *writer;       /* the one connection all threads write with */
+    struct store *writer;       /* the connection the group commit writes with */
+    struct writes *writes;      /* every write of the API goes through it */
 };
 
 struct worker {

@@ -25,6 +25,9 @@ enum stmt_id {
     ST_BEGIN_IMMEDIATE,
     ST_COMMIT,
     ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
     ST_GET,
     ST_GET_STATE,
     ST_LIST,
@@ -49,6 +52,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT one_write",
+    [ST_RELEASE] = "RELEASE one_write",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO one_write",
     [ST_GET] = "SELECT doc, version FROM order_documents WHERE id = ?1",
     [ST_GET_STATE] = "SELECT version, status FROM orders WHERE id = ?1",
     [ST_LIST] = "SELECT seq, doc FROM order_documents WHERE seq < ?1 "
@@ -95,8 +101,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
-    long busy_timeout_ms;       /* ORDERS_BUSY_TIMEOUT_MS: one write's whole deadline */
-    int max_waiters;            /* threads that may wait for a blocked write lock at once */
+    long busy_timeout_ms;       /* ORDERS_BUSY_TIMEOUT_MS: the pruner's deadline, reads' wait */
     long long write_deadline_ms;    /* of the write under way, for busy_wait() */
 };
 
@@ -113,7 +118,6 @@ struct store *store_open(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     s->busy_timeout_ms = cfg->busy_timeout_ms;
-    s->max_waiters = cfg->threads / 2 > 1 ? (int)(cfg->threads / 2) : 1;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &s->stmt[i], NULL) != SQLITE_OK) {
@@ -142,23 +146,18 @@ static int fail(struct store *s, sqlite3_stmt *st, int rc, struct error *err)
     return db_error(s->db, rc, err);
 }
 
-/* The threads of one process take turns at writing here, before SQLite's
- * lock: SQLite's busy handler waits by sleeping (1, 2, 5, 10 … ms), which
- * would turn every collision between two threads into milliseconds. Every
- * begin() is paired with one commit() or rollback(), which release the
- * mutex.
+/* The writers of one process (writes.c's group leader and the pruner, each
+ * with its own connection) take turns here, before SQLite's lock: SQLite's
+ * busy handler waits by sleeping (1, 2, 5, 10 … ms), which would turn every
+ * collision between two threads into milliseconds. Every successful
+ * store_write_begin() is paired with one store_write_commit() or
+ * store_write_rollback(), which release the mutex.
  *
- * A write has one deadline, ORDERS_BUSY_TIMEOUT_MS, for the mutex and
- * SQLite's busy wait together: while another process holds the database,
- * waiting writers would otherwise each take the whole timeout in turn, and
- * every worker would end up queued here, reads included. For the same
- * reason, while the thread that holds the mutex is itself kept waiting by
- * another process (write_blocked), only max_waiters threads may wait for
- * the mutex; the next write is refused at once and the other threads stay
- * free for reads. Without such a wait the mutex is held for a write's
- * microseconds, and any number may queue for it. */
+ * A write transaction has one deadline for the mutex and SQLite's busy
+ * wait together. While the holder waits for another process (busy_wait),
+ * write_blocked is set, so that writes.c can refuse new writes at once
+ * rather than queue every worker behind the lock. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_int write_waiters;
 static atomic_bool write_blocked;
 static _Thread_local bool holds_write_lock;     /* for the asserts */
 
@@ -182,6 +181,11 @@ static int busy_wait(void *arg, int tries)
     return 1;
 }
 
+bool store_write_blocked(void)
+{
+    return atomic_load(&write_blocked);
+}
+
 static void write_unlock(struct store *s)
 {
     assert(holds_write_lock);
@@ -192,56 +196,77 @@ static void write_unlock(struct store *s)
     pthread_mutex_unlock(&write_lock);
 }
 
-static int begin(struct store *s, struct error *err)
+int store_write_begin(struct store *s, long long deadline_ms, struct error *err)
 {
-    long long deadline = clock_monotonic_ms() + s->busy_timeout_ms;
-    if (atomic_fetch_add(&write_waiters, 1) >= s->max_waiters && atomic_load(&write_blocked)) {
-        atomic_fetch_sub(&write_waiters, 1);
-        return error_set(err, ERR_UNAVAILABLE, "too many writes are waiting for the database, "
-                                               "try again");
-    }
-    struct timespec until = {.tv_sec = deadline / 1000, .tv_nsec = deadline % 1000 * 1000000};
+    struct timespec until = {.tv_sec = deadline_ms / 1000,
+                             .tv_nsec = deadline_ms % 1000 * 1000000};
     int lrc = pthread_mutex_clocklock(&write_lock, CLOCK_MONOTONIC, &until);
-    atomic_fetch_sub(&write_waiters, 1);
     if (lrc == ETIMEDOUT)
         return error_set(err, ERR_UNAVAILABLE, "the database is busy, try again");
     assert(lrc == 0);
     holds_write_lock = true;
     /* SQLite's busy wait gets what is left of the deadline. */
-    s->write_deadline_ms = deadline;
+    s->write_deadline_ms = deadline_ms;
     sqlite3_busy_handler(s->db, busy_wait, s);
     int rc = db_step_done(s->stmt[ST_BEGIN_IMMEDIATE]);
     atomic_store(&write_blocked, false);
     if (rc == SQLITE_DONE)
         return 0;
-    /* Before the mutex goes: another thread's write would overwrite the
-     * shared connection's error message. */
     fail(s, NULL, rc, err);
     write_unlock(s);
     return -1;
 }
 
-static int commit(struct store *s, struct error *err)
+int store_write_commit(struct store *s, struct error *err)
 {
     assert(holds_write_lock);
     int rc = db_step_done(s->stmt[ST_COMMIT]);
     if (rc != SQLITE_DONE) {
-        fail(s, NULL, rc, err);     /* under the mutex, as in begin() */
+        fail(s, NULL, rc, err);
         /* A failed COMMIT (busy) leaves the transaction open: end it. */
-        db_step_done(s->stmt[ST_ROLLBACK]);
+        if (!sqlite3_get_autocommit(s->db))
+            db_step_done(s->stmt[ST_ROLLBACK]);
     }
     write_unlock(s);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Returns -1 so that error paths can `return rollback(s);` after err is set. */
-static int rollback(struct store *s)
+void store_write_rollback(struct store *s)
 {
     assert(holds_write_lock);
     if (!sqlite3_get_autocommit(s->db))
         db_step_done(s->stmt[ST_ROLLBACK]);
     write_unlock(s);
-    return -1;
+}
+
+bool store_write_open(struct store *s)
+{
+    assert(holds_write_lock);
+    return !sqlite3_get_autocommit(s->db);
+}
+
+static int step_control(struct store *s, enum stmt_id which, struct error *err)
+{
+    assert(holds_write_lock);
+    int rc = db_step_done(s->stmt[which]);
+    return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
+}
+
+int store_savepoint(struct store *s, struct error *err)
+{
+    return step_control(s, ST_SAVEPOINT, err);
+}
+
+int store_savepoint_release(struct store *s, struct error *err)
+{
+    return step_control(s, ST_RELEASE, err);
+}
+
+int store_savepoint_undo(struct store *s, struct error *err)
+{
+    if (step_control(s, ST_ROLLBACK_TO, err))
+        return -1;
+    return step_control(s, ST_RELEASE, err);
 }
 
 static void bind_text_or_null(sqlite3_stmt *st, int idx, const char *text)
@@ -375,16 +400,11 @@ int store_create(struct store *s, const struct order_input *in, const char *idem
                  struct error *err)
 {
     memset(doc, 0, sizeof *doc);
-    if (begin(s, err))
-        return -1;
+    assert(holds_write_lock);
     if (idempotency_key) {
         int found = idempotent_replay(s, idempotency_key, body_sha256, doc, out, err);
-        if (found < 0)
-            return rollback(s);
-        if (found) {
-            rollback(s);        /* nothing was written */
-            return 0;
-        }
+        if (found)
+            return found < 0 ? -1 : 0;     /* a replay writes nothing */
     }
 
     sqlite3_stmt *st = s->stmt[ST_INSERT];
@@ -394,29 +414,21 @@ int store_create(struct store *s, const struct order_input *in, const char *idem
     sqlite3_bind_text(st, 4, order_status_name(in->status), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, in->note, -1, SQLITE_STATIC);
     int rc = db_step_done(st);
-    if (rc != SQLITE_DONE) {
-        fail(s, NULL, rc, err);
-        return rollback(s);
-    }
+    if (rc != SQLITE_DONE)
+        return fail(s, NULL, rc, err);
     long long seq = sqlite3_last_insert_rowid(s->db);
 
     st = s->stmt[ST_GET_BY_SEQ];
     sqlite3_bind_int64(st, 1, seq);
     rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        fail(s, st, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, err);
-        return rollback(s);
-    }
+    if (rc != SQLITE_ROW)
+        return fail(s, st, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, err);
     take_doc(st, doc, out);
     snprintf(doc->id, sizeof doc->id, "%s", (const char *)sqlite3_column_text(st, 2));
     sqlite3_reset(st);
-    if (buf_failed(out)) {
-        error_set(err, ERR_INTERNAL, "out of memory");
-        return rollback(s);
-    }
-    if (idempotency_key && remember_key(s, idempotency_key, body_sha256, doc, out, err))
-        return rollback(s);
-    return commit(s, err);
+    if (buf_failed(out))
+        return error_set(err, ERR_INTERNAL, "out of memory");
+    return idempotency_key ? remember_key(s, idempotency_key, body_sha256, doc, out, err) : 0;
 }
 
 /* Reads the order's version and status inside the write transaction and
@@ -442,18 +454,15 @@ int store_patch(struct store *s, const char *id, const struct order_input *in,
                 const char *if_match, struct order_doc *doc, struct buf *out, struct error *err)
 {
     memset(doc, 0, sizeof *doc);
-    if (begin(s, err))
-        return -1;
+    assert(holds_write_lock);
     long long version;
     enum order_status status;
     if (check_state(s, id, if_match, &version, &status, err))
-        return rollback(s);
+        return -1;
     if ((in->fields & FIELD_STATUS) && in->status != status
-        && !order_transition_allowed(status, in->status)) {
-        error_set(err, ERR_INVALID_TRANSITION, "status cannot change from %s to %s",
-                  order_status_name(status), order_status_name(in->status));
-        return rollback(s);
-    }
+        && !order_transition_allowed(status, in->status))
+        return error_set(err, ERR_INVALID_TRANSITION, "status cannot change from %s to %s",
+                         order_status_name(status), order_status_name(in->status));
 
     /* Only a real change touches the row, and the schema's trigger writes
      * its event: a patch that changes nothing leaves no trace. */
@@ -469,31 +478,22 @@ int store_patch(struct store *s, const char *id, const struct order_input *in,
     else
         sqlite3_bind_null(st, 7);
     int rc = db_step_done(st);
-    if (rc != SQLITE_DONE) {
-        fail(s, NULL, rc, err);
-        return rollback(s);
-    }
-    if (read_doc_by_id(s, id, doc, out, err))
-        return rollback(s);
-    return commit(s, err);
+    if (rc != SQLITE_DONE)
+        return fail(s, NULL, rc, err);
+    return read_doc_by_id(s, id, doc, out, err);
 }
 
 int store_delete(struct store *s, const char *id, const char *if_match, struct error *err)
 {
-    if (begin(s, err))
-        return -1;
+    assert(holds_write_lock);
     long long version;
     enum order_status status;
     if (check_state(s, id, if_match, &version, &status, err))
-        return rollback(s);
+        return -1;
     sqlite3_stmt *st = s->stmt[ST_DELETE];
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int rc = db_step_done(st);
-    if (rc != SQLITE_DONE) {
-        fail(s, NULL, rc, err);
-        return rollback(s);
-    }
-    return commit(s, err);
+    return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
 }
 
 int store_head(struct store *s, long long *head, struct error *err)
@@ -543,7 +543,7 @@ long long store_prune(struct store *s, long long retain, struct error *err)
     sqlite3_reset(oldest_st);
     /* Most calls find nothing to do: they must not take the write lock. */
     while (oldest > 0 && oldest <= head - retain) {
-        if (begin(s, err))
+        if (store_write_begin(s, clock_monotonic_ms() + s->busy_timeout_ms, err))
             return -1;
         sqlite3_stmt *st = s->stmt[ST_PRUNE_EVENTS];
         sqlite3_bind_int64(st, 1, head - retain);
@@ -551,7 +551,8 @@ long long store_prune(struct store *s, long long retain, struct error *err)
         int rc = db_step_done(st);
         if (rc != SQLITE_DONE) {
             fail(s, NULL, rc, err);
-            return rollback(s);
+            store_write_rollback(s);
+            return -1;
         }
         int n = sqlite3_changes(s->db);
         if (n > 0) {
@@ -560,10 +561,11 @@ long long store_prune(struct store *s, long long retain, struct error *err)
             rc = db_step_done(st);
             if (rc != SQLITE_DONE) {
                 fail(s, NULL, rc, err);
-                return rollback(s);
+                store_write_rollback(s);
+                return -1;
             }
         }
-        if (commit(s, err))
+        if (store_write_commit(s, err))
             return -1;
         deleted += n;
         if (n < PRUNE_BATCH)
@@ -581,7 +583,7 @@ long long store_prune(struct store *s, long long retain, struct error *err)
     bool expired = sqlite3_column_int(st, 0) > 0;
     sqlite3_reset(st);
     while (expired) {
-        if (begin(s, err))
+        if (store_write_begin(s, clock_monotonic_ms() + s->busy_timeout_ms, err))
             return -1;
         st = s->stmt[ST_PRUNE_IDEMPOTENCY];
         sqlite3_bind_int64(st, 1, expired_before);
@@ -589,10 +591,11 @@ long long store_prune(struct store *s, long long retain, struct error *err)
         rc = db_step_done(st);
         if (rc != SQLITE_DONE) {
             fail(s, NULL, rc, err);
-            return rollback(s);
+            store_write_rollback(s);
+            return -1;
         }
         expired = sqlite3_changes(s->db) == PRUNE_KEYS_BATCH;
-        if (commit(s, err))
+        if (store_write_commit(s, err))
             return -1;
     }
     return deleted;
@@ -600,8 +603,24 @@ long long store_prune(struct store *s, long long retain, struct error *err)
 
 int store_checkpoint(struct store *s, struct error *err)
 {
+    /* Under the process's write lock: no write of this process can append
+     * to the WAL while the checkpoint copies it, so it copies all of it,
+     * and the next write transaction starts the WAL over from its
+     * beginning (SQLite restarts a WAL that is fully copied when a writer
+     * begins). Otherwise, under a steady stream of writes, the checkpoint
+     * never catches up and the WAL grows without end: every new frame then
+     * extends the file, and each lookup in the WAL index gets slower. */
+    long long deadline_ms = clock_monotonic_ms() + s->busy_timeout_ms;
+    struct timespec until = {.tv_sec = deadline_ms / 1000,
+                             .tv_nsec = deadline_ms % 1000 * 1000000};
+    int lrc = pthread_mutex_clocklock(&write_lock, CLOCK_MONOTONIC, &until);
+    if (lrc == ETIMEDOUT)
+        return 0;       /* the writers are held up: the next one will do */
+    assert(lrc == 0);
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     /* BUSY: another connection (another responder's pruner) is running a
      * checkpoint right now, which does this one's work. */
-    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : db_error(s->db, rc, err);
+    int result = rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : db_error(s->db, rc, err);
+    pthread_mutex_unlock(&write_lock);
+    return result;
 }

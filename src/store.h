@@ -1,14 +1,11 @@
 /* The orders and their event log in SQLite: every read and write the API
  * makes, as prepared statements owned by one connection. A store belongs to
- * one thread, with one exception: the writes (store_create, store_patch,
- * store_delete) run wholly under the process's write mutex, so one store
- * can serve the writes of every thread, and its page cache stays warm.
- * A write waits at most ORDERS_BUSY_TIMEOUT_MS in all (for the mutex and
- * for SQLite's lock), and while another process keeps the lock at most
- * ORDERS_THREADS / 2 threads (at least 1) wait at once; beyond either it
- * fails with 503 unavailable.
- * Writes run in BEGIN IMMEDIATE transactions; the events they cause are
- * appended by the schema's triggers inside the same transaction. */
+ * one thread at a time: the writer's is used by whichever thread leads the
+ * group commit (writes.c).
+ * Writes run inside a write transaction (store_write_begin, BEGIN
+ * IMMEDIATE), each in a savepoint of its own when several share one; the
+ * events they cause are appended by the schema's triggers inside the same
+ * transaction. */
 #ifndef ORDERS_STORE_H
 #define ORDERS_STORE_H
 
@@ -46,6 +43,33 @@ int store_get(struct store *s, const char *id, struct order_doc *doc, struct buf
  * after_seq 0 starts at the newest order. */
 int store_list(struct store *s, const char *status, long long after_seq, int limit,
                struct buf *out, struct error *err);
+
+/* The write transaction. Within one process one write transaction runs at
+ * a time, whatever the connection: store_write_begin() waits for that turn
+ * and then for SQLite's lock, until deadline_ms (clock_monotonic_ms), and
+ * fails with 503 unavailable after it. A successful begin is ended by
+ * exactly one store_write_commit() or store_write_rollback(). */
+int store_write_begin(struct store *s, long long deadline_ms, struct error *err);
+int store_write_commit(struct store *s, struct error *err);
+void store_write_rollback(struct store *s);
+
+/* True while this process's write transaction is kept waiting by another
+ * process's lock. */
+bool store_write_blocked(void);
+
+/* False once an error (a full disk, an I/O error) made SQLite roll the
+ * whole write transaction back. */
+bool store_write_open(struct store *s);
+
+/* One write's changes inside the transaction: begun, kept (release), or
+ * undone alone (undo), leaving the transaction open. */
+int store_savepoint(struct store *s, struct error *err);
+int store_savepoint_release(struct store *s, struct error *err);
+int store_savepoint_undo(struct store *s, struct error *err);
+
+/* The three writes run inside the write transaction, which the caller
+ * commits; a refused one may have written part of its changes, which the
+ * caller undoes (savepoint or rollback). */
 
 /* Creates an order. With an idempotency key, a repeat of the same body
  * (body_sha256) within 24 h answers the first order again. */

@@ -38,6 +38,7 @@ teardown() {
 @test "stream: a hand-made event whose patch is not JSON goes out as a JSON string, live and in replay" { scase_hand_made_patch; }
 @test "stream: two responder processes (spawn-fcgi) on one database see each other's commits within 1 s" { scase_cross_process; }
 @test "stream: no gap, no duplicate: 4 writers x 500 PATCHes, 50 clients dropping and reconnecting" { scase_nogap; }
+@test "stream: no gap under group commit: 16 writers x 300 PATCHes without pause, every 5th refused (412), 20 clients" { scase_nogap_grouped; }
 @test "stream: a client that stops reading is closed after ORDERS_WRITE_TIMEOUT_S, others not slowed" { scase_slow_client_dropped; }
 @test "stream: responder SIGKILLed mid-stream, respawned; resuming client sees every event once" { scase_sigkill_responder; }
 @test "stream: ORDERS_MAX_STREAMS gives 503 with Retry-After; health counts and releases streams" { scase_max_streams; }

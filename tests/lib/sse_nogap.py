@@ -14,7 +14,11 @@ one failed (the reasons are in the summary's "failures"), 2 on bad usage.
 
   sse_nogap.py --base http://127.0.0.1:PORT --db PATH [--writers 4]
                [--patches 500] [--clients 50] [--pause-ms 10] [--deadline 90]
-               [--seed N]
+               [--stale-every N] [--seed N]
+
+With --stale-every N, every Nth PATCH of a writer carries a stale If-Match:
+it must be refused with 412 and leave no event, while the writes around it
+(in the same group commit, when writers do not pause) are kept.
 """
 
 import argparse
@@ -64,19 +68,25 @@ def create_order(host, port, prefix, customer):
     return json.loads(data)["id"]
 
 
-def writer(idx, host, port, prefix, order_id, patches, pause, shared, stats, deadline):
+def writer(idx, host, port, prefix, order_id, patches, pause, stale_every, shared, stats,
+           deadline):
     conn = None
     done = 0
     errors = 0
+    refused = 0
     n = 0
     while done < patches and now() < deadline and not shared.abort.is_set():
         n += 1
         if conn is None:
             conn = http.client.HTTPConnection(host, port, timeout=20)
         body = json.dumps({"note": "writer %d change %d %s" % (idx, n, "x" * random.randint(0, 40))})
+        headers = {"Content-Type": "application/json"}
+        stale = stale_every and n % stale_every == 0
+        if stale:
+            headers["If-Match"] = '"0"'     # versions start at 1
         try:
             conn.request("PATCH", prefix + "/api/v1/orders/" + order_id, body=body,
-                         headers={"Content-Type": "application/json"})
+                         headers=headers)
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException) as e:
@@ -87,7 +97,9 @@ def writer(idx, host, port, prefix, order_id, patches, pause, shared, stats, dea
                 shared.fail("writer %d: too many connection errors, last %r" % (idx, e))
                 break
             continue
-        if resp.status == 200:
+        if stale and resp.status == 412:
+            refused += 1
+        elif resp.status == 200 and not stale:
             done += 1
         else:
             errors += 1
@@ -102,7 +114,7 @@ def writer(idx, host, port, prefix, order_id, patches, pause, shared, stats, dea
             time.sleep(random.uniform(0, 2 * pause))
     if conn is not None:
         conn.close()
-    stats["writer%d" % idx] = {"ok": done, "errors": errors}
+    stats["writer%d" % idx] = {"ok": done, "errors": errors, "refused": refused}
     if done < patches:
         shared.fail("writer %d: only %d of %d PATCHes succeeded" % (idx, done, patches))
 
@@ -280,6 +292,8 @@ def main():
                     help="mean pause of a writer between two PATCHes, so that the writes "
                          "last long enough for many drops and reconnects")
     ap.add_argument("--deadline", type=float, default=90)
+    ap.add_argument("--stale-every", type=int, default=0,
+                    help="every Nth PATCH of a writer has a stale If-Match and must get 412")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
     u = urllib.parse.urlsplit(args.base)
@@ -322,7 +336,8 @@ def main():
         t.start()
     wthreads = [threading.Thread(target=writer, daemon=True,
                                  args=(i, host, port, prefix, orders[i], args.patches,
-                                       args.pause_ms / 1000.0, shared, stats, deadline))
+                                       args.pause_ms / 1000.0, args.stale_every, shared, stats,
+                                       deadline))
                 for i in range(args.writers)]
     for t in wthreads:
         t.start()

@@ -1,0 +1,261 @@
+#include "writes.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "clock.h"
+
+/* A write on its way, on the stack of the thread that waits for it. Its
+ * state moves QUEUED -> TAKEN (in a group) -> DONE, under writes.lock; a
+ * QUEUED write may leave the queue when its deadline passes, a TAKEN one
+ * waits for its leader, whose group ends before any deadline plus the time
+ * its statements take. */
+struct pending {
+    const struct write_request *req;
+    long long deadline_ms;
+    enum { QUEUED, TAKEN, DONE } state;
+    int rc;                     /* 0, or -1 with req->err set */
+    pthread_cond_t wake;        /* signalled when DONE, or when it may lead */
+    struct pending *next;
+};
+
+struct writes {
+    pthread_mutex_t lock;       /* guards the fields below it */
+    struct pending *head, *tail;    /* queued, in arrival order */
+    int waiting;                /* threads inside writes_apply() */
+    bool leading;               /* a group is under way */
+    struct writes_stats stats;
+    pthread_condattr_t wake_attr;   /* CLOCK_MONOTONIC, for the deadlines */
+    struct store *store;
+    long busy_timeout_ms;
+    int max_waiters;
+};
+
+struct writes *writes_new(struct store *store, const struct config *cfg)
+{
+    struct writes *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    if (pthread_mutex_init(&w->lock, NULL) != 0) {
+        free(w);
+        return NULL;
+    }
+    if (pthread_condattr_init(&w->wake_attr) != 0
+        || pthread_condattr_setclock(&w->wake_attr, CLOCK_MONOTONIC) != 0) {
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return NULL;
+    }
+    w->store = store;
+    w->busy_timeout_ms = cfg->busy_timeout_ms;
+    w->max_waiters = cfg->threads / 2 > 1 ? (int)(cfg->threads / 2) : 1;
+    return w;
+}
+
+void writes_free(struct writes *w)
+{
+    if (!w)
+        return;
+    assert(!w->leading && !w->head && w->waiting == 0);
+    pthread_condattr_destroy(&w->wake_attr);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+static int run_one(struct store *s, const struct write_request *r)
+{
+    switch (r->kind) {
+    case WRITE_CREATE:
+        return store_create(s, r->in, r->idempotency_key, r->body_sha256, r->doc, r->out, r->err);
+    case WRITE_PATCH:
+        return store_patch(s, r->id, r->in, r->if_match, r->doc, r->out, r->err);
+    case WRITE_DELETE:
+        return store_delete(s, r->id, r->if_match, r->err);
+    }
+    assert(!"unknown write kind");
+    return error_set(r->err, ERR_INTERNAL, "unknown write");
+}
+
+/* The transaction that held the group is gone: every write of it that
+ * had not failed on its own fails with err, and none is kept. */
+static void fail_group(struct pending *group, const struct error *err)
+{
+    for (struct pending *p = group; p; p = p->next) {
+        if (p->rc == 0) {
+            *p->req->err = *err;
+            p->rc = -1;
+        }
+    }
+}
+
+/* Opens the group's transaction. Each write waits no longer than its own
+ * deadline: the wait for the lock runs to the earliest one, and when it
+ * passes, the writes whose time is up fail and the rest wait on to the
+ * next. Returns 0 with the transaction open and only live writes at rc 0,
+ * or -1 when no write is left to run. */
+static int begin_group(struct store *s, struct pending *group)
+{
+    for (;;) {
+        long long now = clock_monotonic_ms(), deadline = 0;
+        for (struct pending *p = group; p; p = p->next) {
+            if (p->rc != 0)
+                continue;
+            if (p->deadline_ms <= now)
+                p->rc = error_set(p->req->err, ERR_UNAVAILABLE, "the database is busy, try again");
+            else if (!deadline || p->deadline_ms < deadline)
+                deadline = p->deadline_ms;
+        }
+        if (!deadline)
+            return -1;
+        struct error err;
+        if (store_write_begin(s, deadline, &err) == 0)
+            return 0;
+        if (err.kind != ERR_UNAVAILABLE || clock_monotonic_ms() < deadline) {
+            fail_group(group, &err);
+            return -1;
+        }
+    }
+}
+
+/* Runs the group in one transaction, each write in a savepoint of its own
+ * when there are several, so that a refused one is undone alone. */
+static void run_group(struct store *s, struct pending *group)
+{
+    if (begin_group(s, group))
+        return;
+    bool savepoints = group->next != NULL;
+    int kept = 0;
+    for (struct pending *p = group; p; p = p->next) {
+        if (p->rc != 0)
+            continue;
+        p->rc = savepoints && store_savepoint(s, p->req->err) ? -1 : run_one(s, p->req);
+        if (!store_write_open(s)) {
+            /* SQLite rolled everything back (a full disk, an I/O error):
+             * the writes before this one are lost with it. */
+            fail_group(group, p->req->err);
+            store_write_rollback(s);
+            return;
+        }
+        if (savepoints) {
+            struct error err;
+            if ((p->rc ? store_savepoint_undo(s, &err) : store_savepoint_release(s, &err)) != 0) {
+                fail_group(group, &err);
+                store_write_rollback(s);
+                return;
+            }
+        }
+        kept += p->rc == 0;
+    }
+    if (!kept) {
+        store_write_rollback(s);
+        return;
+    }
+    struct error err;
+    if (store_write_commit(s, &err) != 0)
+        fail_group(group, &err);
+}
+
+/* Called with w->lock held, by the thread of self, which is at the head
+ * of the queue while no group is under way. Takes the whole queue as one
+ * group, runs it without the lock, and returns with the lock held and
+ * every write of the group DONE; the next queued write, if any, is woken
+ * to lead the next group. */
+static void lead(struct writes *w, struct pending *self)
+{
+    assert(!w->leading && w->head == self);
+    w->leading = true;
+    struct pending *group = w->head;
+    w->head = w->tail = NULL;
+    for (struct pending *p = group; p; p = p->next)
+        p->state = TAKEN;
+    pthread_mutex_unlock(&w->lock);
+
+    run_group(w->store, group);
+
+    pthread_mutex_lock(&w->lock);
+    int committed = 0;
+    for (struct pending *p = group, *next; p; p = next) {
+        next = p->next;         /* p may be gone once its thread runs again */
+        committed += p->rc == 0;
+        p->state = DONE;
+        if (p != self)
+            pthread_cond_signal(&p->wake);
+    }
+    w->stats.groups += committed > 0;
+    w->stats.committed += committed;
+    w->leading = false;
+    if (w->head)
+        pthread_cond_signal(&w->head->wake);
+}
+
+/* Takes a QUEUED write out of the queue (its deadline passed). */
+static void unqueue(struct writes *w, struct pending *self)
+{
+    struct pending **link = &w->head, *prev = NULL;
+    while (*link != self) {
+        prev = *link;
+        link = &(*link)->next;
+    }
+    *link = self->next;
+    if (w->tail == self)
+        w->tail = prev;
+    if (link == &w->head && w->head && !w->leading)
+        pthread_cond_signal(&w->head->wake);
+}
+
+void writes_get_stats(struct writes *w, struct writes_stats *st)
+{
+    pthread_mutex_lock(&w->lock);
+    *st = w->stats;
+    st->waiting = w->waiting;
+    pthread_mutex_unlock(&w->lock);
+}
+
+int writes_apply(struct writes *w, const struct write_request *r)
+{
+    struct pending self = {.req = r, .state = QUEUED,
+                           .deadline_ms = clock_monotonic_ms() + w->busy_timeout_ms};
+    if (pthread_cond_init(&self.wake, &w->wake_attr) != 0)
+        return error_set(r->err, ERR_INTERNAL, "out of memory");
+    pthread_mutex_lock(&w->lock);
+    if (w->waiting >= w->max_waiters && store_write_blocked()) {
+        pthread_mutex_unlock(&w->lock);
+        pthread_cond_destroy(&self.wake);
+        return error_set(r->err, ERR_UNAVAILABLE,
+                         "too many writes are waiting for the database, try again");
+    }
+    w->waiting++;
+    if (w->tail)
+        w->tail->next = &self;
+    else
+        w->head = &self;
+    w->tail = &self;
+
+    struct timespec until = {.tv_sec = self.deadline_ms / 1000,
+                             .tv_nsec = self.deadline_ms % 1000 * 1000000};
+    while (self.state != DONE) {
+        if (self.state == QUEUED && !w->leading && w->head == &self) {
+            lead(w, &self);
+            break;
+        }
+        /* A write in a group waits for its leader, however long. */
+        if (self.state == TAKEN) {
+            pthread_cond_wait(&self.wake, &w->lock);
+            continue;
+        }
+        int rc = pthread_cond_timedwait(&self.wake, &w->lock, &until);
+        if (rc == ETIMEDOUT && self.state == QUEUED) {
+            unqueue(w, &self);
+            self.rc = error_set(r->err, ERR_UNAVAILABLE, "the database is busy, try again");
+            break;
+        }
+    }
+    w->waiting--;
+    pthread_mutex_unlock(&w->lock);
+    pthread_cond_destroy(&self.wake);
+    return self.rc;
+}
