@@ -115,8 +115,11 @@ int reply_send(struct reply *r, FCGX_Stream *out)
     if (rc == 0 && r->content_type && r->status != 204 && r->status != 304 && r->body.len
         && FCGX_PutStr(r->body.data, (int)r->body.len, out) < 0)
         rc = -1;
-    if (rc == 0 && FCGX_FFlush(out) < 0)
-        rc = -1;
+    /* No flush: FCGX_Finish_r (http_finish) sends the rest with the empty
+     * stdout record and FCGI_END_REQUEST, in one write when it fits in
+     * libfcgi's 8 KiB buffer. Flushed apart, the response could reach a
+     * client that leaves before the end of the request reaches nginx,
+     * which then closes the connection it would have kept (499). */
     buf_free(&head);
     return rc;
 }
@@ -164,6 +167,18 @@ int http_take_connection(FCGX_Request *req, int *request_id)
     req->ipcFd = -1;
     req->envp = NULL;       /* FCGX_Free leaves it pointing at freed params */
     return fd;
+}
+
+/* keepConnection is, like ipcFd, below the fields fcgiapp.h offers; it
+ * holds the FCGI_KEEP_CONN flag of the request's FCGI_BEGIN_REQUEST. */
+void http_finish(FCGX_Request *req)
+{
+    if (req->in && req->keepConnection) {
+        char sink[4096];
+        while (FCGX_GetStr(sink, (int)sizeof sink, req->in) > 0)
+            ;
+    }
+    FCGX_Finish_r(req);
 }
 
 bool http_etag_matches(const char *header, long long version, bool weak)

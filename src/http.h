@@ -30,9 +30,10 @@ void reply_header(struct reply *r, const char *name, const char *fmt, ...)
  * its status, dropping any body built so far. */
 void reply_error(struct reply *r, const struct error *err);
 
-/* Writes the response to out and flushes it; headers or a body that ran
- * out of memory make it a 500 internal_error instead. Returns -1 when the
- * web server has gone away. */
+/* Writes the response to out, to be sent when the request ends
+ * (http_finish); headers or a body that ran out of memory make it a 500
+ * internal_error instead. Returns -1 when the web server has gone away
+ * (seen when a body over libfcgi's buffer is written). */
 int reply_send(struct reply *r, FCGX_Stream *out);
 
 /* Reads the request body (CONTENT_LENGTH bytes) into body. A body over max
@@ -47,6 +48,14 @@ int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *
  * descriptor and sets *request_id, the FastCGI request id its records
  * must carry. The caller owns the descriptor. */
 int http_take_connection(FCGX_Request *req, int *request_id);
+
+/* Ends the request, as FCGX_Finish_r does, when the web server asked to
+ * keep the connection (FCGI_KEEP_CONN: nginx with fastcgi_keep_conn on,
+ * mod_proxy_fcgi) after reading what is left of its stdin, up to the empty
+ * record that ends it. libfcgi would read any of it as the start of the
+ * next request on the connection, call that a protocol error and close the
+ * connection. A request whose connection was taken is finished as is. */
+void http_finish(FCGX_Request *req);
 
 /* True when an If-Match / If-None-Match value is "*" or lists "<version>".
  * If-None-Match compares weakly (W/"<version>" matches too); If-Match

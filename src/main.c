@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "config.h"
 #include "db.h"
+#include "http.h"
 #include "hub.h"
 #include "routes.h"
 #include "service.h"
@@ -51,7 +52,22 @@
  * serves again as soon as descriptors are free. libfcgi turns SIGUSR1 into
  * "every later accept fails" (os_unix.c: OS_SigusrHandler sets
  * shutdownPending), which retrying cannot get out of: SIGUSR1 stays
- * blocked in every thread. */
+ * blocked in every thread.
+ *
+ * Kept connections: when the web server sets FCGI_KEEP_CONN (nginx with
+ * fastcgi_keep_conn on and an upstream keepalive, Apache mod_proxy_fcgi),
+ * FCGX_Finish_r leaves the connection open and the worker's next
+ * FCGX_Accept_r reads the next request from it instead of accepting: the
+ * thread stays with that connection, blocked in read() while it is idle,
+ * until the web server closes it. So every idle connection the web server
+ * keeps holds one of ORDERS_THREADS, and its keepalive connections (nginx:
+ * keepalive N per worker process, times worker_processes) must stay below
+ * ORDERS_THREADS, or idle connections hold every thread and a request on a
+ * new connection waits unserved in the listen queue. Such a read is a
+ * cancellation point inside FCGX_Accept_r like accept(), so a stop cancels
+ * those threads too. A stream request is handed to the hub with its
+ * connection, kept or not, and the hub closes it when the stream ends; the
+ * thread goes back to accepting. */
 struct worker_thread {
     struct worker *w;
     pthread_t thread;
@@ -210,7 +226,7 @@ static void *worker_main(void *arg)
             backoff_ms = 0;
         }
         routes_handle(t->w, &t->req);
-        FCGX_Finish_r(&t->req);
+        http_finish(&t->req);
     }
     pthread_cleanup_pop(1);
     return NULL;

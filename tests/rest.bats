@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # REST API suite (SPEC.md sections 1, 2, 3), behind lighttpd, or behind Apache
 # httpd + mod_fcgid when this file is run by the name rest-apache.bats (a
-# symbolic link to it) or with ORDERS_TEST_SERVER=apache.
+# symbolic link to it) or with ORDERS_TEST_SERVER=apache, or behind nginx by
+# the name rest-nginx.bats or with ORDERS_TEST_SERVER=nginx.
 # The cases live in lib/rest_cases.bash; each @test below is a one-line wrapper.
 # Run from the repository root: bats --tap tests/rest.bats
 
@@ -11,6 +12,7 @@ load 'lib/rest_cases'
 setup_file() {
 	case $BATS_TEST_FILENAME in
 	*-apache.bats) export ORDERS_TEST_SERVER=apache ;;
+	*-nginx.bats) export ORDERS_TEST_SERVER=nginx ;;
 	*) export ORDERS_TEST_SERVER=${ORDERS_TEST_SERVER:-lighttpd} ;;
 	esac
 	orders_suite_setup

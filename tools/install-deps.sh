@@ -5,7 +5,7 @@ set -eu
 
 packages="autoconf automake make gcc pkg-config
 libfcgi-dev libsqlite3-dev libjson-c-dev zlib1g-dev sqlite3
-lighttpd apache2 libapache2-mod-fcgid spawn-fcgi
+lighttpd apache2 libapache2-mod-fcgid nginx spawn-fcgi
 bats bats-assert bats-support curl jq chromium python3 procps iproute2 mandoc
 clang libclang-rt-14-dev"
 
@@ -24,6 +24,6 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "install-deps: installing$missing"
 $sudo apt-get update -q
-# The packages' own services are not wanted: the service starts its own
-# lighttpd and Apache on free ports.
+# The packages' own services are not wanted: the tests start their own
+# lighttpd, Apache and nginx on free ports.
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing

@@ -5,12 +5,14 @@
 #
 # Environment:
 #   ORDERS_FCGI          the responder binary (default <repo>/src/orders.fcgi)
-#   ORDERS_TEST_SERVER   lighttpd (default) or apache
+#   ORDERS_TEST_SERVER   lighttpd (default), apache or nginx
 #   ORDERS_TEST_KEEP=1   keep the suite's temp dir (configs, logs, database)
 #   ORDERS_TEST_USER     unprivileged user for the web server when run as root
 #                        (default www-data, else nobody)
 #   ORDERS_TEST_TMPDIR   where the temp dirs go (default $TMPDIR, else /tmp)
 #   ORDERS_TEST_TRACE    a file: every request is logged there with its time
+#   NGINX_KEEPALIVE      nginx's upstream keepalive (idle connections kept to
+#                        the responder), default 2 as in conf/nginx-orders.conf
 #
 # One "instance" = one temp dir with its own SQLite file, web server config and
 # server process. The current instance is described by exported variables:
@@ -32,11 +34,13 @@ export ORDERS_FCGI ORDERS_TEST_SERVER
 LIGHTTPD_BIN=${LIGHTTPD_BIN:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
 APACHE_BIN=${APACHE_BIN:-$(command -v apache2 || echo /usr/sbin/apache2)}
 APACHE_MODULES=${APACHE_MODULES:-/usr/lib/apache2/modules}
+NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 # ---------------------------------------------------------------- basics
 
 on_apache() { [[ $ORDERS_TEST_SERVER == apache ]]; }
 on_lighttpd() { [[ $ORDERS_TEST_SERVER == lighttpd ]]; }
+on_nginx() { [[ $ORDERS_TEST_SERVER == nginx ]]; }
 
 # The responder binary, as an absolute path; fails the caller if missing.
 orders_binary() {
@@ -114,7 +118,7 @@ instance_new() {
 	ORDERS_TMP=$(mktemp -d "$base/orders-test.XXXXXX")
 	chmod 0755 "$ORDERS_TMP"
 	mkdir -p "$ORDERS_TMP/htdocs" "$ORDERS_TMP/uploads" "$ORDERS_TMP/apache-run" \
-		"$ORDERS_TMP/fcgid" "$ORDERS_TMP/curl"
+		"$ORDERS_TMP/fcgid" "$ORDERS_TMP/curl" "$ORDERS_TMP/nginx"
 	ORDERS_DBFILE=$ORDERS_TMP/orders.db
 	ORDERS_PORT=
 	ORDERS_SERVER_PID=
@@ -249,9 +253,40 @@ Group $(id -gn "$u")"
 		"USER_LINES=$user_lines" "ENV=$env_lines"
 }
 
+# nginx: the responder's stderr is not in nginx's log (nginx did not start
+# it) but in responder.log, which the sanitizer checks read too.
+_write_nginx_conf() { # ENV lines on stdin
+	local bin=$1 env kv user_lines="" u threads=8
+	env=$(cat)
+	for kv in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+		[[ -n ${!kv:-} ]] && env+=$'\n'"$kv=${!kv}"
+	done
+	printf '%s\n' "$env" >"$ORDERS_TMP/responder.env"
+	[[ $env =~ (^|$'\n')ORDERS_THREADS=([0-9]+) ]] && threads=${BASH_REMATCH[2]}
+	if is_root; then
+		u=$(orders_run_user)
+		user_lines="user $u $(id -gn "$u");"
+	fi
+	_render "$ORDERS_TESTS_LIB/nginx.conf.in" "$ORDERS_TMP/nginx.conf" \
+		"TMP=$ORDERS_TMP" "PORT=$ORDERS_PORT" "LIB=$ORDERS_TESTS_LIB" \
+		"USER_LINES=$user_lines" "KEEPALIVE=${NGINX_KEEPALIVE:-2}" "THREADS=$threads" \
+		"LOG_LEVEL=${NGINX_LOG_LEVEL:-warn}"
+}
+
+# spawn-fcgi's arguments that give the responder and its socket to the
+# unprivileged user when root; none otherwise.
+_spawn_owner_args() {
+	local u g
+	is_root || return 0
+	u=$(orders_run_user)
+	g=$(id -gn "$u")
+	printf '%s\n' -u "$u" -g "$g" -U "$u" -G "$g"
+}
+
 server_log() {
 	case ${ORDERS_SERVER_KIND:-$ORDERS_TEST_SERVER} in
 	apache) printf '%s\n' "$ORDERS_TMP/apache-error.log" ;;
+	nginx) printf '%s\n' "$ORDERS_TMP/nginx-error.log" ;;
 	*) printf '%s\n' "$ORDERS_TMP/lighttpd-error.log" ;;
 	esac
 }
@@ -276,7 +311,8 @@ SANITIZER_REPORT_RE=$(<"$ORDERS_TESTS_LIB/sanitizer-report.ere")
 # responder's stderr can reach. lighttpd hands the responders it spawns its
 # own stderr (server.out) and logs their deaths to its error log; mod_fcgid
 # gives them Apache's error log; spawn-fcgi responders of the stream suites
-# write NAME.log, a second lighttpd NAME.out, `--migrate` migrate.log.
+# write NAME.log, those behind nginx responder.log (tests/lib/nginx-run.sh),
+# a second lighttpd NAME.out, `--migrate` migrate.log.
 # Access logs hold what clients sent, which may be anything: not these.
 responder_stderr_files() {
 	local f
@@ -356,8 +392,24 @@ server_start() {
 			"$APACHE_BIN" -f "$ORDERS_TMP/apache.conf" -DFOREGROUND </dev/null >>"$ORDERS_TMP/server.out" 2>&1 3>&- &
 			ORDERS_SERVER_PID=$!
 			;;
+		nginx)
+			_write_nginx_conf "$bin" <<<"$env"
+			instance_chown
+			"$NGINX_BIN" -t -q -p "$ORDERS_TMP/nginx/" -c "$ORDERS_TMP/nginx.conf" \
+				-e "$ORDERS_TMP/nginx-error.log" >"$ORDERS_TMP/config-check.out" 2>&1 || {
+				echo "nginx config test failed:" >&2
+				cat "$ORDERS_TMP/config-check.out" "$ORDERS_TMP/nginx-error.log" >&2
+				return 1
+			}
+			instance_chown
+			local -a own
+			mapfile -t own < <(_spawn_owner_args)
+			"$ORDERS_TESTS_LIB/nginx-run.sh" "$ORDERS_TMP" "$NGINX_BIN" "$bin" "${own[@]}" \
+				</dev/null >>"$ORDERS_TMP/server.out" 2>&1 3>&- &
+			ORDERS_SERVER_PID=$!
+			;;
 		*)
-			echo "ORDERS_TEST_SERVER must be lighttpd or apache, not '$ORDERS_TEST_SERVER'" >&2
+			echo "ORDERS_TEST_SERVER must be lighttpd, apache or nginx, not '$ORDERS_TEST_SERVER'" >&2
 			return 1
 			;;
 		esac
