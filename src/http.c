@@ -170,13 +170,24 @@ int http_take_connection(FCGX_Request *req, int *request_id)
 }
 
 /* keepConnection is, like ipcFd, below the fields fcgiapp.h offers; it
- * holds the FCGI_KEEP_CONN flag of the request's FCGI_BEGIN_REQUEST. */
+ * holds the FCGI_KEEP_CONN flag of the request's FCGI_BEGIN_REQUEST.
+ *
+ * A connection that is not kept is closed at once, detached: libfcgi's
+ * own close shuts the sending side, then waits in poll() until the web
+ * server closes its end, so that the thread sleeps through a round trip
+ * of the web server's event loop on every request. That wait is there so
+ * that unread input does not make the close a reset (a TCP RST, or
+ * ECONNRESET for a Unix socket's peer) that could cost the web server the
+ * end of the response; the input is read to its end here instead, and
+ * the web server sends nothing after it. */
 void http_finish(FCGX_Request *req)
 {
-    if (req->in && req->keepConnection) {
+    if (req->in) {
         char sink[4096];
         while (FCGX_GetStr(sink, (int)sizeof sink, req->in) > 0)
             ;
+        if (!req->keepConnection && FCGX_GetError(req->in) == 0)
+            (void)FCGX_Detach(req);     /* fails only for a request with no connection */
     }
     FCGX_Finish_r(req);
 }

@@ -49,12 +49,13 @@ int http_read_body(FCGX_Request *req, long max, struct buf *body, struct error *
  * must carry. The caller owns the descriptor. */
 int http_take_connection(FCGX_Request *req, int *request_id);
 
-/* Ends the request, as FCGX_Finish_r does, when the web server asked to
- * keep the connection (FCGI_KEEP_CONN: nginx with fastcgi_keep_conn on,
- * mod_proxy_fcgi) after reading what is left of its stdin, up to the empty
- * record that ends it. libfcgi would read any of it as the start of the
- * next request on the connection, call that a protocol error and close the
- * connection. A request whose connection was taken is finished as is. */
+/* Ends the request, as FCGX_Finish_r does, after reading what is left of
+ * its stdin, up to the empty record that ends it. On a kept connection
+ * (FCGI_KEEP_CONN: nginx with fastcgi_keep_conn on, mod_proxy_fcgi)
+ * libfcgi would read any of it as the start of the next request, call that
+ * a protocol error and close the connection; any other connection is
+ * closed at once rather than after the web server closes its end. A
+ * request whose connection was taken is finished as is. */
 void http_finish(FCGX_Request *req);
 
 /* True when an If-Match / If-None-Match value is "*" or lists "<version>".

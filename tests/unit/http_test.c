@@ -1,6 +1,7 @@
 /* Unit tests of the pure helpers of src/http.c: ETag matching, the JSON
- * media type check, the one JSON error body, header lines; and the
- * hand-over of an accepted connection, through a real libfcgi accept. */
+ * media type check, the one JSON error body, header lines; and, through a
+ * real libfcgi accept, the hand-over of an accepted connection and the end
+ * of a request on a connection kept or not (http_finish). */
 #include <fastcgi.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -8,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../src/buf.h"
@@ -350,6 +353,157 @@ static void test_take_connection(void)
     rmdir(dir);
 }
 
+/* ------------------------------------------------------------ http_finish */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Reads one record whole; returns its type, or -1 at EOF (*eof_errno is 0
+ * for an orderly end) or on error. */
+static int read_record(int fd, int *eof_errno)
+{
+    unsigned char h[FCGI_HEADER_LEN], body[65536 + 255];
+    size_t got = 0;
+    while (got < sizeof h) {
+        ssize_t n = read(fd, h + got, sizeof h - got);
+        if (n <= 0) {
+            *eof_errno = n == 0 ? 0 : errno;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    size_t len = ((size_t)h[4] << 8 | h[5]) + h[6];
+    for (got = 0; got < len;) {
+        ssize_t n = read(fd, body + got, len - got);
+        if (n <= 0) {
+            *eof_errno = n == 0 ? 0 : errno;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return h[1];
+}
+
+struct finishing_server {
+    const char *path;
+    bool keep;              /* FCGI_KEEP_CONN, and a second request after the first */
+    int requests_answered;
+    int eof_errno;          /* how the connection ended: 0 for an orderly close */
+    bool eof;
+};
+
+/* Sends a request with a body the responder never reads, reads its answer
+ * to the end record; with keep, sends a second request on the same
+ * connection, then closes. Without, reads until the responder closes,
+ * holding its own end open for 600 ms after that. */
+static void *finishing_server_main(void *arg)
+{
+    struct finishing_server *ws = arg;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", ws->path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        return NULL;
+    for (int i = 0; i < (ws->keep ? 2 : 1); i++) {
+        struct buf out = BUF_INIT;
+        unsigned char begin[8] = {0, FCGI_RESPONDER, ws->keep ? FCGI_KEEP_CONN : 0, 0, 0, 0, 0, 0};
+        web_server_record(&out, FCGI_BEGIN_REQUEST, begin, sizeof begin);
+        static const unsigned char params[] = "\016\004REQUEST_METHODPOST\016\001CONTENT_LENGTH5";
+        web_server_record(&out, FCGI_PARAMS, params, sizeof params - 1);
+        web_server_record(&out, FCGI_PARAMS, "", 0);
+        bool sent = write(fd, out.data, out.len) == (ssize_t)out.len;
+        /* The body comes later, as from a client that sends it after its
+         * headers: still in the socket, not in libfcgi's buffer, when the
+         * responder has answered. */
+        struct timespec later = {0, 100 * 1000000L};
+        nanosleep(&later, NULL);
+        buf_reset(&out);
+        web_server_record(&out, FCGI_STDIN, "hello", 5);
+        web_server_record(&out, FCGI_STDIN, "", 0);
+        sent = sent && write(fd, out.data, out.len) == (ssize_t)out.len;
+        buf_free(&out);
+        if (!sent)
+            break;
+        int type;
+        while ((type = read_record(fd, &ws->eof_errno)) >= 0 && type != FCGI_END_REQUEST)
+            ;
+        if (type != FCGI_END_REQUEST)
+            break;
+        ws->requests_answered++;
+    }
+    if (!ws->keep) {
+        ws->eof = read_record(fd, &ws->eof_errno) < 0;
+        struct timespec hold = {0, 600 * 1000000L};
+        nanosleep(&hold, NULL);
+    }
+    close(fd);      /* a kept connection ends when the web server closes it */
+    return NULL;
+}
+
+/* Accepts a request, answers it without reading its body, and times
+ * http_finish. */
+static long long answer_one(FCGX_Request *req)
+{
+    struct reply r;
+    reply_init(&r);
+    r.status = 204;
+    reply_send(&r, req->out);
+    reply_free(&r);
+    long long t0 = now_ms();
+    http_finish(req);
+    return now_ms() - t0;
+}
+
+static void test_finish(bool keep)
+{
+    char dir[] = "/tmp/http_test.XXXXXX";
+    if (!mkdtemp(dir))
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "%s/sock", dir);
+    int listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0
+        || listen(listen_fd, 4) != 0 || FCGX_Init() != 0) {
+        ok(0, "a listening socket for libfcgi");
+        return;
+    }
+    const char *how = keep ? "kept connection" : "connection not kept";
+    FCGX_Request req;
+    FCGX_InitRequest(&req, listen_fd, 0);
+    struct finishing_server ws = {.path = path, .keep = keep};
+    pthread_t t;
+    pthread_create(&t, NULL, finishing_server_main, &ws);
+    ok(FCGX_Accept_r(&req) == 0, "%s: libfcgi accepted the request", how);
+    int first_fd = req.ipcFd;
+    long long ms = answer_one(&req);
+    if (keep) {
+        ok(FCGX_Accept_r(&req) == 0 && req.ipcFd == first_fd,
+           "%s: the next request came on the same connection", how);
+        is_str(FCGX_GetParam("REQUEST_METHOD", req.envp), "POST", "%s: its params were read whole",
+               how);
+        answer_one(&req);
+    } else {
+        ok(ms < 300, "%s: http_finish closed at once, without waiting for the web server to "
+                     "close its end (%lld ms)", how, ms);
+    }
+    pthread_join(t, NULL);
+    is_int(ws.requests_answered, keep ? 2 : 1, "%s: the web server got every answer", how);
+    if (!keep)
+        ok(ws.eof && ws.eof_errno == 0,
+           "%s: then an orderly end of the connection, not a reset for unread input (%s)", how,
+           ws.eof_errno ? strerror(ws.eof_errno) : "EOF");
+    FCGX_Free(&req, 1);
+    close(listen_fd);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_etag();
@@ -357,5 +511,7 @@ int main(void)
     test_reply_error();
     test_reply_header();
     test_take_connection();
+    test_finish(false);
+    test_finish(true);
     return done_testing();
 }
