@@ -81,6 +81,7 @@ struct hub {
     bool backlog;               /* the table holds events the window had no room for */
     bool push_failed;           /* out of memory framing an event: read it again */
     struct stream *streams;
+    long replaying;             /* streams that are not live: catch_up() has work */
     long long db_error_logged_ms;
     unsigned rand_state;
 };
@@ -106,6 +107,8 @@ static void close_stream(struct hub *hub, struct stream *s)
         hub->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    if (!s->live)
+        hub->replaying--;
     free_stream(s);
     atomic_fetch_sub(&hub->count, 1);
 }
@@ -270,6 +273,8 @@ static int pump(struct hub *hub, struct stream *s, long long now)
 static void go_live(struct hub *hub, struct stream *s)
 {
     assert(s->pos >= hub->win.base_id);
+    if (!s->live)
+        hub->replaying--;
     s->live = true;
     s->seq = window_seek(&hub->win, s->pos);
     s->off = 0;
@@ -287,6 +292,7 @@ static void demote(struct hub *hub, struct stream *s)
         pass(s, f);
     }
     s->live = false;
+    hub->replaying++;
 }
 
 /* Frames no live stream needs any more leave the window. When it is over
@@ -416,6 +422,9 @@ static void send_reset(struct hub *hub, struct stream *s, const char *reason)
  * stream could take more right away. */
 static bool catch_up(struct hub *hub, long long now)
 {
+    assert(hub->replaying >= 0);
+    if (!hub->replaying)
+        return false;
     bool more = false;
     long long newest, pruned_through = -1;  /* read once a pass, when a stream replays */
     for (struct stream *s = hub->streams, *next; s; s = next) {
@@ -463,6 +472,7 @@ static void begin_stream(struct hub *hub, struct adoption *a, long long now)
     if (s->next)
         s->next->prev = s;
     hub->streams = s;
+    hub->replaying++;       /* until go_live() */
 
     struct buf head = BUF_INIT;
     buf_puts(&head, "Status: 200 OK\r\n"
@@ -639,15 +649,19 @@ static void *hub_main(void *arg)
             if (events[i].events & EPOLLOUT)
                 pump(hub, s, now);
         }
+        bool polled = woken || now >= next_poll;
         if (woken) {
             take_adoptions(hub, now);       /* reads the log too */
             next_poll = now + hub->cfg->poll_ms;
-        } else if (now >= next_poll) {
+        } else if (polled) {
             read_log(hub, now);
             next_poll = now + hub->cfg->poll_ms;
         }
         bool more = catch_up(hub, now);
-        trim_window(hub);
+        /* A pass over every stream: after a read of the log, or when the
+         * window is full, not for each stream that could write again. */
+        if (polled || more || hub->win.bytes >= WINDOW_BUDGET)
+            trim_window(hub);
         if (more || (hub->backlog && hub->win.bytes < WINDOW_BUDGET))
             next_poll = now;    /* go round again without sleeping */
         if (now >= next_tick) {
