@@ -14,8 +14,15 @@
 #   WRK_TIMEOUT    wrk --timeout                   (default 2s, wrk's own default)
 #   BENCH_TESTS    tests to run, in order          (default "get patch")
 #   BENCH_SERVERS  servers to run                  (default "peer ours")
-#   BENCH_PROCS    lighttpd max-procs, space-separated list: one lighttpd + responder
+#   BENCH_PROCS    responder processes, space-separated list: one front end + responder
 #                  set per value, e.g. "1 2" compares 1 and 2 processes (default 1)
+#   BENCH_FRONTS   front ends for ours, space-separated (default "lighttpd"):
+#                  lighttpd  starts the responders itself (bin-path, max-procs), one
+#                            FastCGI connection per request
+#                  nginx     responders started by spawn-fcgi on their own sockets,
+#                            fastcgi_keep_conn on with an upstream keepalive of
+#                            NGINX_KEEPALIVE (default 2) per worker, NGINX_WORKERS
+#                            worker processes (default 2)
 #   BENCH_THREADS  ORDERS_THREADS for the responder (default: unset, its own default)
 #   BENCH_ORDERS   orders seeded into each database (default 10000)
 #   BENCH_SYNC     ORDERS_SYNC for ours / SQLITE_SYNCHRONOUS for the peer (default normal)
@@ -42,6 +49,9 @@ WRK_TIMEOUT=${WRK_TIMEOUT:-2s}
 BENCH_TESTS=${BENCH_TESTS:-get patch}
 BENCH_SERVERS=${BENCH_SERVERS:-peer ours}
 BENCH_PROCS=${BENCH_PROCS:-1}
+BENCH_FRONTS=${BENCH_FRONTS:-lighttpd}
+NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-2}
+NGINX_WORKERS=${NGINX_WORKERS:-2}
 BENCH_THREADS=${BENCH_THREADS:-}
 BENCH_ORDERS=${BENCH_ORDERS:-10000}
 BENCH_SYNC=${BENCH_SYNC:-normal}
@@ -53,6 +63,7 @@ log() { echo "== $*" >&2; }
 
 command -v wrk >/dev/null || die "wrk not found (Debian package: wrk)"
 command -v curl >/dev/null || die "curl not found"
+NGINX=${NGINX:-$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)}
 if [ -z "${LIGHTTPD:-}" ]; then
   LIGHTTPD=$(command -v lighttpd || true)
   [ -n "$LIGHTTPD" ] || LIGHTTPD=/usr/sbin/lighttpd
@@ -62,6 +73,7 @@ case $BENCH_ORDERS in ''|*[!0-9]*) die "BENCH_ORDERS must be a positive integer"
 [ "$BENCH_ORDERS" -ge 1 ] && [ "$BENCH_ORDERS" -le 99999 ] || die "BENCH_ORDERS must be 1..99999 (ids are ord_%05d)"
 for p in $BENCH_PROCS; do case $p in ''|*[!0-9]*|0) die "BENCH_PROCS: bad value '$p'" ;; esac; done
 for t in $BENCH_TESTS; do case $t in get|patch) ;; *) die "BENCH_TESTS: unknown test '$t'" ;; esac; done
+for f in $BENCH_FRONTS; do case $f in lighttpd|nginx) ;; *) die "BENCH_FRONTS: unknown front end '$f'" ;; esac; done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/orders-bench.XXXXXX")
 out="$BENCH_OUT/rest-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -288,6 +300,76 @@ CONF
   log "ours: lighttpd pid $pid on 127.0.0.1:$port, responder pid(s) $kids, ORDERS_SYNC=$BENCH_SYNC${BENCH_THREADS:+, ORDERS_THREADS=$BENCH_THREADS}"
 }
 
+# The responders run under spawn-fcgi, one socket each, as systemd's
+# orders.socket would give them; nginx balances over them and keeps
+# NGINX_KEEPALIVE idle connections per worker to reuse (FCGI_KEEP_CONN).
+start_ours_nginx() {   # $1 = responder processes
+  local procs=$1 name=ours-nginx-p$1 dir=$tmp/ours-nginx-p$1 i
+  mkdir -p "$dir/www" "$dir/nginx-tmp"
+  cp "$ours_template" "$dir/orders.db"
+  local kids="" upstream=""
+  for i in $(seq "$procs"); do
+    rm -f "$dir/orders-$i.sock"
+    env ORDERS_DB="$dir/orders.db" ORDERS_SYNC="$BENCH_SYNC" ${BENCH_THREADS:+ORDERS_THREADS=$BENCH_THREADS} \
+      spawn-fcgi -n -s "$dir/orders-$i.sock" -- "$ORDERS_FCGI" > "$out/$name-responder-$i.log" 2>&1 &
+    started+=("$!")
+    kids="$kids${kids:+ }$!"
+    upstream="$upstream    server unix:$dir/orders-$i.sock;"$'\n'
+  done
+  for i in $(seq 100); do [ -S "$dir/orders-$procs.sock" ] && break; sleep 0.05; done
+  local port=0 user=""
+  # As root, nginx's workers would run as nobody, who cannot reach the sockets.
+  [ "$(id -u)" = 0 ] && user="user root;"
+  cat > "$dir/nginx.conf" <<CONF
+$user
+daemon off;
+worker_processes $NGINX_WORKERS;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/nginx-tmp/body;
+  proxy_temp_path $dir/nginx-tmp/proxy;
+  fastcgi_temp_path $dir/nginx-tmp/fastcgi;
+  uwsgi_temp_path $dir/nginx-tmp/uwsgi;
+  scgi_temp_path $dir/nginx-tmp/scgi;
+  keepalive_requests 1000000;
+  upstream orders {
+$upstream    keepalive $NGINX_KEEPALIVE;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location /api/v1/ {
+      include $root/tests/lib/nginx-fastcgi.params;
+      fastcgi_pass orders;
+      fastcgi_keep_conn on;
+    }
+  }
+}
+CONF
+  local pid try
+  for try in 1 2 3 4 5; do
+    port=$(free_port) || die "no free port"
+    sed -i "s/listen 127.0.0.1:[0-9]*;/listen 127.0.0.1:$port;/" "$dir/nginx.conf"
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" > "$out/$name-nginx.log" 2>&1 &
+    pid=$!
+    started+=("$pid")
+    wait_http "http://127.0.0.1:$port/api/v1/health" "$pid" && break
+    grep -q "Address already in use" "$dir/nginx-error.log" 2>/dev/null && ! kill -0 "$pid" 2>/dev/null && continue
+    cat "$out/$name-nginx.log" "$dir/nginx-error.log" >&2 2>/dev/null || true
+    die "nginx + responder did not answer /api/v1/health on port $port"
+  done
+  kill -0 "$pid" 2>/dev/null || die "nginx did not come up: no free port after 5 tries"
+  sed -e "s|$tmp|<tmp>|g" -e "s|$root/|<repo>/|g" "$dir/nginx.conf" > "$out/$name-nginx.conf"
+  # The front's CPU: the master and its workers.
+  local front="$pid $(children_of "$pid")"
+  servers+=("$name"); URL[$name]=http://127.0.0.1:$port; APP_PIDS[$name]=$kids; FRONT_PID[$name]=$front
+  local plural=""; [ "$procs" -gt 1 ] && plural=s
+  LABEL[$name]="ours, nginx + $procs responder$plural"
+  log "ours: nginx pid $pid on 127.0.0.1:$port, responder pid(s) $kids, keepalive $NGINX_KEEPALIVE x $NGINX_WORKERS workers"
+}
+
 # Check that both requests of the benchmark answer 200 with the order, before measuring.
 precheck() {   # $1 = server
   local u=${URL[$1]} id code ok=1
@@ -316,7 +398,7 @@ measure() {   # $1 = server, $2 = test, $3 = connections
   # shellcheck disable=SC2086
   ( while kill -0 $$ 2>/dev/null; do   # ends with the script, whatever happens
       a=0; for p in $app; do a=$((a + $(rss_kb "$p"))); done
-      f=0; [ -n "$front" ] && f=$(rss_kb "$front")
+      f=0; for p in $front; do f=$((f + $(rss_kb "$p"))); done
       echo "$a $f"; sleep 0.2
     done ) >> "$samples" &
   mon=$!
@@ -335,16 +417,17 @@ measure() {   # $1 = server, $2 = test, $3 = connections
   acpu=$(awk -v d=$((a1 - a0)) -v hz="$hz" 'BEGIN{printf "%.2f", d / hz}')
   fcpu=$(awk -v d=$((f1 - f0)) -v hz="$hz" 'BEGIN{printf "%.2f", d / hz}')
   local note=""
-  if [ -n "$front" ]; then
+  case $s in
+  ours-p*)
     local now; now=$(children_of "$front")
-    [ "$(echo $now)" = "$(echo $app)" ] || note="responder pids changed: $app -> $now (crash/respawn?)"
-  else
-    kill -0 "$app" 2>/dev/null || note="server process gone"
-  fi
+    [ "$(echo $now)" = "$(echo $app)" ] || note="responder pids changed: $app -> $now (crash/respawn?)" ;;
+  *)
+    for p in $app; do kill -0 "$p" 2>/dev/null || note="server process $p gone"; done ;;
+  esac
   {
     echo "server: ${LABEL[$s]}; wall ${wall} s"
     echo "app CPU: ${acpu} s (pids $app); app RSS max: ${arss} kB"
-    if [ -n "$front" ]; then echo "lighttpd CPU: ${fcpu} s (pid $front); lighttpd RSS max: ${frss} kB"; fi
+    if [ -n "$front" ]; then echo "front end CPU: ${fcpu} s (pid $front); front end RSS max: ${frss} kB"; fi
     if [ -n "$note" ]; then echo "NOTE: $note"; fi
   } >> "$file.txt"
   local bench; bench=$(grep '^BENCH ' "$file.txt" | tail -1 || true)
@@ -407,7 +490,19 @@ for s in $BENCH_SERVERS; do
         log "ours skipped: sqlite3 not found (Debian package: sqlite3)"
       else
         make_ours_db
-        for p in $BENCH_PROCS; do start_ours "$p"; done
+        for f in $BENCH_FRONTS; do
+          for p in $BENCH_PROCS; do
+            case $f in
+            lighttpd) start_ours "$p" ;;
+            nginx)
+              if [ -z "$NGINX" ] || ! command -v spawn-fcgi >/dev/null; then
+                log "ours behind nginx skipped: nginx or spawn-fcgi not found"
+              else
+                start_ours_nginx "$p"
+              fi ;;
+            esac
+          done
+        done
       fi ;;
     *) die "BENCH_SERVERS: unknown server '$s'" ;;
   esac
@@ -443,7 +538,7 @@ done
   awk -F'\t' -v labels="$(for s in "${servers[@]}"; do printf '%s=%s;' "$s" "${LABEL[$s]}"; done)" '
     BEGIN {
       n = split(labels, L, ";"); for (i = 1; i <= n; i++) if (L[i] != "") { split(L[i], kv, "="); name[kv[1]] = kv[2] }
-      print "| server | test | conns | req/s | p50 | p99 | non-2xx | sock err / timeouts | app CPU s (% of wall) | app RSS max | lighttpd CPU s | lighttpd RSS max | server CPU / req |"
+      print "| server | test | conns | req/s | p50 | p99 | non-2xx | sock err / timeouts | app CPU s (% of wall) | app RSS max | front end CPU s | front end RSS max | server CPU / req |"
       print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
     function ms(us) { return sprintf("%.2f ms", us / 1000) }
@@ -474,7 +569,8 @@ done
   echo "error count (HTTP status >= 400); app = node, or all responder processes together."
   echo "CPU seconds from /proc/<pid>/stat (utime+stime, all threads) over the measured run;"
   echo "RSS max = largest VmRSS sample (every 0.2 s) during the measured run; server CPU / req ="
-  echo "(app + lighttpd CPU seconds) / requests. Raw output: $(basename "$out")/."
+  echo "(app + front end CPU seconds) / requests; the front end is lighttpd, or nginx's master"
+  echo "and workers. Raw output: $(basename "$out")/."
 } > "$out/summary.md"
 echo
 cat "$out/summary.md"
