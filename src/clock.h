@@ -5,6 +5,7 @@
 #define ORDERS_CLOCK_H
 
 long long clock_monotonic_ms(void);
+long long clock_monotonic_ns(void);    /* for request durations */
 long long clock_wall_ms(void);
 
 #endif

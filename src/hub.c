@@ -46,6 +46,7 @@ struct stream {
     size_t off;                 /* live: bytes of that frame already queued */
     bool end_wanted;            /* end after the current event */
     bool ending;                /* the end records are queued; close when drained */
+    enum metrics_close_reason end_reason;   /* why the end was wanted */
     bool want_write;            /* EPOLLOUT is armed */
     struct sse_filter filter;
     z_stream *zs;               /* gzip state, NULL for identity */
@@ -69,6 +70,7 @@ struct adoption {
 
 struct hub {
     const struct config *cfg;
+    struct metrics *metrics;
     struct eventlog *log;
     int epfd;
     int wakefd;                 /* eventfd: adoptions queued or a commit made */
@@ -97,8 +99,9 @@ static void free_stream(struct stream *s)
     free(s);
 }
 
-static void close_stream(struct hub *hub, struct stream *s)
+static void close_stream(struct hub *hub, struct stream *s, enum metrics_close_reason why)
 {
+    metrics_stream_closed(hub->metrics, why);
     /* close() also takes the fd out of the epoll set. */
     close(s->fd);
     if (s->prev)
@@ -206,14 +209,17 @@ static void fill(struct hub *hub, struct stream *s)
                 break;
             append_body(s, f->text, f->len, Z_SYNC_FLUSH);
             pass(s, f);
+            metrics_add(hub->metrics, MX_EVENTS_DELIVERED, 1);
             continue;
         }
         size_t n = outq_take(&s->q, s->request_id, f, s->off);
         if (n == 0)
             break;
         s->off += n;
-        if (s->off == f->len)
+        if (s->off == f->len) {
             pass(s, f);
+            metrics_add(hub->metrics, MX_EVENTS_DELIVERED, 1);
+        }
     }
     if (s->end_wanted && !s->ending && s->off == 0)
         queue_end(s);
@@ -246,7 +252,7 @@ static int pump(struct hub *hub, struct stream *s, long long now)
         bool blocked;
         ssize_t n = outq_write(&s->q, s->fd, &blocked);
         if (n < 0) {
-            close_stream(hub, s);       /* the web server went away, or no memory */
+            close_stream(hub, s, MC_CLIENT_GONE);   /* the web server went away, or no memory */
             return -1;
         }
         if (n > 0)
@@ -263,7 +269,7 @@ static int pump(struct hub *hub, struct stream *s, long long now)
     s->stalled_ms = 0;
     arm_write(hub, s, false);
     if (s->ending) {
-        close_stream(hub, s);
+        close_stream(hub, s, s->end_reason);
         return -1;
     }
     return 0;
@@ -290,6 +296,7 @@ static void demote(struct hub *hub, struct stream *s)
         assert(f);
         fcgi_stdout(&s->q.own, s->request_id, f->text + s->off, f->len - s->off);
         pass(s, f);
+        metrics_add(hub->metrics, MX_EVENTS_DELIVERED, 1);
     }
     s->live = false;
     hub->replaying++;
@@ -391,6 +398,7 @@ static void read_log(struct hub *hub, long long now)
 struct replay {
     struct stream *s;
     bool full;
+    uint64_t sent;              /* events queued, for the metrics */
 };
 
 static void replay_one(void *arg, const struct event *ev)
@@ -402,8 +410,10 @@ static void replay_one(void *arg, const struct event *ev)
         return;
     }
     assert(ev->id > s->pos);
-    if (sse_filter_match(&s->filter, ev->type, ev->order_id))
+    if (sse_filter_match(&s->filter, ev->type, ev->order_id)) {
         append_event(s, ev->id, ev->type, ev->data);
+        r->sent++;
+    }
     s->pos = ev->id;
 }
 
@@ -440,8 +450,10 @@ static bool catch_up(struct hub *hub, long long now)
         if (s->pos < pruned_through) {
             send_reset(hub, s, "history_truncated");
         } else if (s->pos < upto) {
-            struct replay r = {s, false};
+            struct replay r = {s, false, 0};
             int n = eventlog_read(hub->log, s->pos, upto, CATCHUP_BATCH, replay_one, &r);
+            metrics_add(hub->metrics, MX_EVENTS_DELIVERED, r.sent);
+            metrics_add(hub->metrics, MX_EVENTS_REPLAYED, r.sent);
             if (n < 0) {
                 log_db_error(hub, "replaying the event log failed");
                 continue;
@@ -462,10 +474,12 @@ static void begin_stream(struct hub *hub, struct adoption *a, long long now)
 {
     struct stream *s = a->stream;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = s};
+    metrics_stream_opened(hub->metrics);
     if (epoll_ctl(hub->epfd, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
         close(s->fd);
         free_stream(s);
         atomic_fetch_sub(&hub->count, 1);
+        metrics_stream_closed(hub->metrics, MC_ERROR);
         return;
     }
     s->next = hub->streams;
@@ -554,11 +568,13 @@ static void take_adoptions(struct hub *hub, long long now)
 }
 
 /* Asks a stream to end after its current event. */
-static void want_end(struct hub *hub, struct stream *s, long long now)
+static void want_end(struct hub *hub, struct stream *s, enum metrics_close_reason why,
+                     long long now)
 {
     if (s->end_wanted)
         return;
     s->end_wanted = true;
+    s->end_reason = why;
     s->end_deadline_ms = now + hub->cfg->write_timeout_s * 1000;
     pump(hub, s, now);
 }
@@ -569,15 +585,18 @@ static void tick(struct hub *hub, long long now)
     const struct config *cfg = hub->cfg;
     for (struct stream *s = hub->streams, *next; s; s = next) {
         next = s->next;
-        if ((s->stalled_ms && now - s->stalled_ms >= cfg->write_timeout_s * 1000)
-            || (s->end_wanted && now >= s->end_deadline_ms)) {
-            close_stream(hub, s);
+        if (s->stalled_ms && now - s->stalled_ms >= cfg->write_timeout_s * 1000) {
+            close_stream(hub, s, MC_WRITE_TIMEOUT);
+            continue;
+        }
+        if (s->end_wanted && now >= s->end_deadline_ms) {
+            close_stream(hub, s, s->end_reason);
             continue;
         }
         if (s->end_wanted)
             continue;
         if (now >= s->end_ms) {
-            want_end(hub, s, now);
+            want_end(hub, s, MC_MAX_LIFE, now);
         } else if (!outq_unsent(&s->q) && s->off == 0
                    && now - s->last_write_ms >= cfg->ping_s * 1000) {
             char data[48];
@@ -598,8 +617,10 @@ static void on_readable(struct hub *hub, struct stream *s)
         ssize_t n = read(s->fd, scratch, sizeof scratch);
         if (n > 0) {
             s->read_bytes += (size_t)n;
-            if (s->read_bytes > READ_LIMIT)
-                break;
+            if (s->read_bytes > READ_LIMIT) {
+                close_stream(hub, s, MC_ERROR);
+                return;
+            }
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -608,7 +629,7 @@ static void on_readable(struct hub *hub, struct stream *s)
             return;
         break;
     }
-    close_stream(hub, s);
+    close_stream(hub, s, MC_CLIENT_GONE);
 }
 
 /* Ends every stream after its current event. */
@@ -616,7 +637,7 @@ static void end_all(struct hub *hub, long long now)
 {
     for (struct stream *s = hub->streams, *next; s; s = next) {
         next = s->next;
-        want_end(hub, s, now);
+        want_end(hub, s, MC_SHUTDOWN, now);
     }
 }
 
@@ -685,7 +706,8 @@ static void wake(struct hub *hub)
         fprintf(stderr, "orders: cannot wake the stream hub: %s\n", strerror(errno));
 }
 
-struct hub *hub_start(const struct config *cfg, char *err, size_t errlen)
+struct hub *hub_start(const struct config *cfg, struct metrics *metrics, char *err,
+                      size_t errlen)
 {
     struct hub *hub = calloc(1, sizeof *hub);
     if (!hub) {
@@ -693,6 +715,7 @@ struct hub *hub_start(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     hub->cfg = cfg;
+    hub->metrics = metrics;
     hub->epfd = -1;
     hub->wakefd = -1;
     hub->rand_state = (unsigned)getpid() ^ (unsigned)clock_monotonic_ms();

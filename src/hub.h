@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "config.h"
 #include "error.h"
+#include "metrics.h"
 #include "sse.h"
 
 struct hub;
@@ -34,9 +35,10 @@ struct stream_request {
     struct buf headers;         /* extra response header lines; moved too */
 };
 
-/* Opens the hub's own database connection and starts its thread. Returns
- * NULL with one line in err. */
-struct hub *hub_start(const struct config *cfg, char *err, size_t errlen);
+/* Opens the hub's own database connection and starts its thread, which
+ * counts streams and events in metrics. Returns NULL with one line in err. */
+struct hub *hub_start(const struct config *cfg, struct metrics *metrics, char *err,
+                      size_t errlen);
 
 /* Takes the request's connection. On success the hub owns the connection,
  * sr's filter and headers, and the request no longer has a connection

@@ -23,6 +23,7 @@
 #include "db.h"
 #include "http.h"
 #include "hub.h"
+#include "metrics.h"
 #include "routes.h"
 #include "service.h"
 #include "store.h"
@@ -286,15 +287,31 @@ static void migrate(const struct config *cfg)
         die("cannot close the database after migrating it");
 }
 
+/* The counters every process of this database shares: <ORDERS_DB>-metrics,
+ * with the database file's permissions (metrics.h). */
+static struct metrics *open_metrics(const struct config *cfg)
+{
+    char err[512], path[4096];
+    struct stat st;
+    if (stat(cfg->db_path, &st) != 0)
+        die("cannot stat ORDERS_DB after migrating it");
+    if ((size_t)snprintf(path, sizeof path, "%s-metrics", cfg->db_path) >= sizeof path)
+        die("ORDERS_DB is too long a path");
+    struct metrics *m = metrics_open(path, st.st_mode & 0666, err, sizeof err);
+    if (!m)
+        die(err);
+    return m;
+}
+
 /* Descriptors the process holds besides its streams' sockets: each SQLite
  * connection (one per worker, the group commit's writer, the pruner's, the hub's)
  * has the database and its WAL open, and the -shm once per process; the
- * hub's epoll and eventfd; stdin (the listening socket), stdout and
- * stderr; one connection per worker while it serves a request. */
+ * hub's epoll and eventfd; the metrics file; stdin (the listening socket),
+ * stdout and stderr; one connection per worker while it serves a request. */
 static long reserved_fds(const struct config *cfg)
 {
     long connections = cfg->threads + 3;
-    return 2 * connections + 1 + 2 + 3 + cfg->threads + FD_MARGIN;
+    return 2 * connections + 1 + 2 + 1 + 3 + cfg->threads + FD_MARGIN;
 }
 
 /* Each open stream holds one descriptor, its socket. ORDERS_MAX_STREAMS,
@@ -421,11 +438,12 @@ int main(int argc, char **argv)
         die("cannot block the stop signals and SIGUSR1");
     fit_max_streams(&cfg);
 
-    if (!(svc.hub = hub_start(&cfg, err, sizeof err)))
+    svc.metrics = open_metrics(&cfg);
+    if (!(svc.hub = hub_start(&cfg, svc.metrics, err, sizeof err)))
         die(err);
     if (!(svc.writer = store_open(&cfg, err, sizeof err)))
         die(err);
-    if (!(svc.writes = writes_new(svc.writer, &cfg)))
+    if (!(svc.writes = writes_new(svc.writer, &cfg, svc.metrics)))
         die("out of memory");
     pthread_t pruner;
     start_thread(&pruner, pruner_main, new_worker(&svc));
@@ -438,7 +456,9 @@ int main(int argc, char **argv)
     for (long i = 0; i < cfg.threads; i++)
         start_thread(&workers[i].thread, worker_main, &workers[i]);
     /* After a clean stop every thread has ended: free what they shared, so
-     * that LeakSanitizer sees nothing. Otherwise exit with them running. */
+     * that LeakSanitizer sees nothing, and fold this process's counts into
+     * the retired ones. Otherwise exit with them running: the next scrape
+     * folds the counts, as for a killed process. */
     if (wait_and_stop(&stop_signals, svc.hub, workers, cfg.threads)) {
         for (long i = 0; i < cfg.threads; i++)
             pthread_join(workers[i].thread, NULL);
@@ -446,6 +466,7 @@ int main(int argc, char **argv)
         hub_free(svc.hub);
         writes_free(svc.writes);
         store_close(svc.writer);
+        metrics_close(svc.metrics);
         auth_free(svc.auth);
         free(workers);
         config_free(&cfg);

@@ -8,7 +8,9 @@
 
 #include "cursor.h"
 #include "http.h"
+#include "clock.h"
 #include "hub.h"
+#include "metrics.h"
 #include "order.h"
 #include "sha256.h"
 #include "sse.h"
@@ -23,6 +25,8 @@
 #define CORS_MAX_AGE_S 600
 
 enum method { M_GET, M_POST, M_PATCH, M_DELETE, M_OPTIONS, M_COUNT };
+_Static_assert((int)M_COUNT == (int)MM_OTHER && (int)M_OPTIONS == (int)MM_OPTIONS,
+               "the metrics' method label is enum method, M_COUNT being any other");
 
 static const char *const method_names[M_COUNT] = {
     [M_GET] = "GET", [M_POST] = "POST", [M_PATCH] = "PATCH",
@@ -45,20 +49,23 @@ struct call {
 typedef int handler_fn(struct call *c);
 
 static handler_fn list_orders, create_order, get_order, patch_order, delete_order,
-    list_events, serve_stream, health;
+    list_events, serve_stream, health, metrics;
 
-/* The routing table. A path ending in '/' takes one more segment: the id. */
+/* The routing table. A path ending in '/' takes one more segment: the id.
+ * Each route is counted under its pattern's label (metrics.h). */
 static const struct route {
     const char *path;
     const char *allow;
+    enum metrics_route label;
     handler_fn *handlers[M_COUNT];
 } routes[] = {
-    {"/orders", "GET, POST, OPTIONS", {[M_GET] = list_orders, [M_POST] = create_order}},
-    {"/orders/", "GET, PATCH, DELETE, OPTIONS",
+    {"/orders", "GET, POST, OPTIONS", MR_ORDERS, {[M_GET] = list_orders, [M_POST] = create_order}},
+    {"/orders/", "GET, PATCH, DELETE, OPTIONS", MR_ORDER,
      {[M_GET] = get_order, [M_PATCH] = patch_order, [M_DELETE] = delete_order}},
-    {"/events", "GET, OPTIONS", {[M_GET] = list_events}},
-    {"/stream/events", "GET, OPTIONS", {[M_GET] = serve_stream}},
-    {"/health", "GET, OPTIONS", {[M_GET] = health}},
+    {"/events", "GET, OPTIONS", MR_EVENTS, {[M_GET] = list_events}},
+    {"/stream/events", "GET, OPTIONS", MR_STREAM, {[M_GET] = serve_stream}},
+    {"/health", "GET, OPTIONS", MR_HEALTH, {[M_GET] = health}},
+    {"/metrics", "GET, OPTIONS", MR_METRICS, {[M_GET] = metrics}},
 };
 
 static const char *param(struct call *c, const char *name)
@@ -290,6 +297,23 @@ static int health(struct call *c)
     return 0;
 }
 
+/* Prometheus text exposition of every process's counters, plus the event
+ * log's bounds as this thread's connection sees them. */
+static int metrics(struct call *c)
+{
+    struct metrics_db db;
+    if (store_head(c->w->store, &db.head_id, &c->err)
+        || store_oldest(c->w->store, &db.oldest_id, &c->err))
+        return -1;
+    if (metrics_render(c->w->svc->metrics, &db, &c->reply.body) != 0)
+        return error_set(&c->err, ERR_INTERNAL, "the metrics file cannot be locked");
+    if (buf_failed(&c->reply.body))
+        return error_set(&c->err, ERR_INTERNAL, "out of memory");
+    c->reply.status = 200;
+    c->reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return 0;
+}
+
 /* True when Accept-Encoding lists gzip without q=0. */
 static bool accepts_gzip(const char *accept)
 {
@@ -431,10 +455,10 @@ static int dispatch(struct call *c, const struct route **matched)
     int len = uri ? uri_route(uri, &path, &c->query) : -1;
     const struct route *r = len >= 0 ? match_route(path, len, c) : NULL;
     *matched = r;
+    c->method = parse_method(param(c, "REQUEST_METHOD"));
     if (!r)
         return error_set(&c->err, ERR_NOT_FOUND, "no such resource");
     add_cors(c);
-    c->method = parse_method(param(c, "REQUEST_METHOD"));
     if (c->method == M_OPTIONS)
         return preflight(c, r);
     if (c->method == M_COUNT || !r->handlers[c->method])
@@ -446,7 +470,8 @@ static int dispatch(struct call *c, const struct route **matched)
 
 void routes_handle(struct worker *w, FCGX_Request *req)
 {
-    struct call c = {.w = w, .req = req, .query = ""};
+    long long started_ns = clock_monotonic_ns();
+    struct call c = {.w = w, .req = req, .query = "", .method = M_COUNT};
     reply_init(&c.reply);
     const struct route *r = NULL;
     if (dispatch(&c, &r) != 0) {
@@ -470,5 +495,8 @@ void routes_handle(struct worker *w, FCGX_Request *req)
      * nobody left to tell, and the next FCGX_Accept_r cleans up. */
     if (!c.handed_over)
         (void)reply_send(&c.reply, req->out);
+    /* A stream handed over counts as 200: its headers go out from the hub. */
+    metrics_request(w->svc->metrics, (enum metrics_method)c.method, r ? r->label : MR_UNMATCHED,
+                    c.handed_over ? 200 : c.reply.status, clock_monotonic_ns() - started_ns);
     reply_free(&c.reply);
 }

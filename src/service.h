@@ -8,6 +8,7 @@
 #include "store.h"
 
 struct hub;
+struct metrics;
 struct writes;
 
 struct service {
@@ -16,6 +17,7 @@ struct service {
     struct hub *hub;            /* the stream hub of this process */
     struct store *writer;       /* the connection the group commit writes with */
     struct writes *writes;      /* every write of the API goes through it */
+    struct metrics *metrics;    /* this process's slot in the shared counters */
 };
 
 struct worker {

@@ -496,15 +496,26 @@ int store_delete(struct store *s, const char *id, const char *if_match, struct e
     return rc == SQLITE_DONE ? 0 : fail(s, NULL, rc, err);
 }
 
-int store_head(struct store *s, long long *head, struct error *err)
+/* Runs a statement that gives one integer. */
+static int one_int(struct store *s, int which, long long *out, struct error *err)
 {
-    sqlite3_stmt *st = s->stmt[ST_HEAD];
+    sqlite3_stmt *st = s->stmt[which];
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW)
         return fail(s, st, rc, err);
-    *head = sqlite3_column_int64(st, 0);
+    *out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return 0;
+}
+
+int store_head(struct store *s, long long *head, struct error *err)
+{
+    return one_int(s, ST_HEAD, head, err);
+}
+
+int store_oldest(struct store *s, long long *oldest, struct error *err)
+{
+    return one_int(s, ST_OLDEST_EVENT, oldest, err);
 }
 
 int store_events(struct store *s, long long after, int limit, struct buf *out, struct error *err)
@@ -533,14 +544,8 @@ int store_events(struct store *s, long long after, int limit, struct buf *out, s
 long long store_prune(struct store *s, long long retain, struct error *err)
 {
     long long head, oldest, deleted = 0;
-    if (store_head(s, &head, err))
+    if (store_head(s, &head, err) || store_oldest(s, &oldest, err))
         return -1;
-    sqlite3_stmt *oldest_st = s->stmt[ST_OLDEST_EVENT];
-    int orc = sqlite3_step(oldest_st);
-    if (orc != SQLITE_ROW)
-        return fail(s, oldest_st, orc, err);
-    oldest = sqlite3_column_int64(oldest_st, 0);
-    sqlite3_reset(oldest_st);
     /* Most calls find nothing to do: they must not take the write lock. */
     while (oldest > 0 && oldest <= head - retain) {
         if (store_write_begin(s, clock_monotonic_ms() + s->busy_timeout_ms, err))

@@ -83,6 +83,9 @@ int store_patch(struct store *s, const char *id, const struct order_input *in,
 
 int store_delete(struct store *s, const char *id, const char *if_match, struct error *err);
 
+/* The oldest event kept in the log, 0 when it is empty. */
+int store_oldest(struct store *s, long long *oldest, struct error *err);
+
 /* {"data":[events after `after`, oldest first],"lastEventId":head}. */
 int store_events(struct store *s, long long after, int limit, struct buf *out, struct error *err);
 

@@ -19,6 +19,7 @@ struct pending {
     long long deadline_ms;
     enum { QUEUED, TAKEN, DONE } state;
     int rc;                     /* 0, or -1 with req->err set */
+    bool lock_timeout;          /* failed: its deadline passed waiting for the lock */
     pthread_cond_t wake;        /* signalled when DONE, or when it may lead */
     struct pending *next;
 };
@@ -31,11 +32,12 @@ struct writes {
     struct writes_stats stats;
     pthread_condattr_t wake_attr;   /* CLOCK_MONOTONIC, for the deadlines */
     struct store *store;
+    struct metrics *metrics;
     long busy_timeout_ms;
     int max_waiters;
 };
 
-struct writes *writes_new(struct store *store, const struct config *cfg)
+struct writes *writes_new(struct store *store, const struct config *cfg, struct metrics *metrics)
 {
     struct writes *w = calloc(1, sizeof *w);
     if (!w)
@@ -51,6 +53,7 @@ struct writes *writes_new(struct store *store, const struct config *cfg)
         return NULL;
     }
     w->store = store;
+    w->metrics = metrics;
     w->busy_timeout_ms = cfg->busy_timeout_ms;
     w->max_waiters = cfg->threads / 2 > 1 ? (int)(cfg->threads / 2) : 1;
     return w;
@@ -104,8 +107,10 @@ static int begin_group(struct store *s, struct pending *group)
         for (struct pending *p = group; p; p = p->next) {
             if (p->rc != 0)
                 continue;
-            if (p->deadline_ms <= now)
+            if (p->deadline_ms <= now) {
                 p->rc = error_set(p->req->err, ERR_UNAVAILABLE, "the database is busy, try again");
+                p->lock_timeout = true;
+            }
             else if (!deadline || p->deadline_ms < deadline)
                 deadline = p->deadline_ms;
         }
@@ -181,12 +186,15 @@ static void lead(struct writes *w, struct pending *self)
     for (struct pending *p = group, *next; p; p = next) {
         next = p->next;         /* p may be gone once its thread runs again */
         committed += p->rc == 0;
+        metrics_add(w->metrics, MX_DB_LOCK_TIMEOUTS, p->lock_timeout);
         p->state = DONE;
         if (p != self)
             pthread_cond_signal(&p->wake);
     }
     w->stats.groups += committed > 0;
     w->stats.committed += committed;
+    metrics_add(w->metrics, MX_WRITE_GROUPS, committed > 0);
+    metrics_add(w->metrics, MX_WRITES_COMMITTED, (uint64_t)committed);
     w->leading = false;
     if (w->head)
         pthread_cond_signal(&w->head->wake);
@@ -225,6 +233,7 @@ int writes_apply(struct writes *w, const struct write_request *r)
     if (w->waiting >= w->max_waiters && store_write_blocked()) {
         pthread_mutex_unlock(&w->lock);
         pthread_cond_destroy(&self.wake);
+        metrics_add(w->metrics, MX_DB_LOCK_TIMEOUTS, 1);
         return error_set(r->err, ERR_UNAVAILABLE,
                          "too many writes are waiting for the database, try again");
     }
@@ -251,6 +260,7 @@ int writes_apply(struct writes *w, const struct write_request *r)
         if (rc == ETIMEDOUT && self.state == QUEUED) {
             unqueue(w, &self);
             self.rc = error_set(r->err, ERR_UNAVAILABLE, "the database is busy, try again");
+            metrics_add(w->metrics, MX_DB_LOCK_TIMEOUTS, 1);
             break;
         }
     }

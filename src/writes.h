@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "config.h"
 #include "error.h"
+#include "metrics.h"
 #include "order.h"
 #include "store.h"
 
@@ -42,8 +43,9 @@ struct write_request {
 struct writes;
 
 /* Writes go through store, which the returned object borrows (the caller
- * closes it after writes_free). Returns NULL when out of memory. */
-struct writes *writes_new(struct store *store, const struct config *cfg);
+ * closes it after writes_free), and are counted in metrics (NULL: not
+ * counted). Returns NULL when out of memory. */
+struct writes *writes_new(struct store *store, const struct config *cfg, struct metrics *metrics);
 void writes_free(struct writes *w);
 
 /* What the group commit has done since writes_new(), and the threads that

@@ -213,6 +213,7 @@ MP='Content-Type: application/merge-patch+json'
 	x 400 GET '/api/v1/events?after=-1'
 	x 400 GET /api/v1/events?limit=1001
 	x 200 GET /api/v1/health
+	x 200 GET /api/v1/metrics
 
 	xs 'event: order.deleted' "/api/v1/stream/events?lastEventId=0&types=order.created,order.deleted&ids=$id"
 	xs 'event: order.updated' /api/v1/stream/events -H 'Last-Event-ID: 0' -H 'Accept-Encoding: identity'
@@ -230,6 +231,8 @@ MP='Content-Type: application/merge-patch+json'
 	x 204 OPTIONS /api/v1/events
 	x 204 OPTIONS /api/v1/stream/events
 	x 204 OPTIONS /api/v1/health
+	x 204 OPTIONS /api/v1/metrics
+	x 405 POST /api/v1/metrics -H "$J" --data-binary '{}'
 	x 404 GET /api/v1/nothing-here
 	x 404 GET /api/v1/orders/
 	assert_documented
@@ -249,8 +252,10 @@ MP='Content-Type: application/merge-patch+json'
 	x 401 DELETE "/api/v1/orders/$id"
 	x 401 GET /api/v1/events
 	x 401 GET /api/v1/health
+	x 401 GET /api/v1/metrics
 	x 401 GET /api/v1/stream/events?access_token=wrong
 	x 200 GET /api/v1/health -H "Authorization: Bearer $tok"
+	x 200 GET /api/v1/metrics -H "Authorization: Bearer $tok"
 
 	# one stream is the limit: hold it, and the next gets 503
 	xs 'event: connected' "/api/v1/stream/events?access_token=$tok"

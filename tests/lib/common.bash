@@ -11,6 +11,9 @@
 #                        (default www-data, else nobody)
 #   ORDERS_TEST_TMPDIR   where the temp dirs go (default $TMPDIR, else /tmp)
 #   ORDERS_TEST_TRACE    a file: every request is logged there with its time
+#   ORDERS_TEST_MAX_PROCS  lighttpd's max-procs for the responder (default 1);
+#                        with N > 1 process i listens on $ORDERS_TMP/orders.sock-i
+#   ORDERS_TEST_BALANCE  lighttpd's balance (default least-connection)
 #   NGINX_KEEPALIVE      nginx's upstream keepalive (idle connections kept to
 #                        the responder), default 2 as in conf/nginx-orders.conf
 #
@@ -228,7 +231,8 @@ _write_lighttpd_conf() { # ENV lines on stdin
 	user_lines=$(lighttpd_user_lines)
 	_render "$ORDERS_TESTS_LIB/lighttpd.conf.in" "$ORDERS_TMP/lighttpd.conf" \
 		"TMP=$ORDERS_TMP" "PORT=$ORDERS_PORT" "FCGI=$bin" "USER_LINES=$user_lines" \
-		"ENV=$env_lines" "COPY_ENV=$copy_env"
+		"ENV=$env_lines" "COPY_ENV=$copy_env" "MAX_PROCS=${ORDERS_TEST_MAX_PROCS:-1}" \
+		"BALANCE=${ORDERS_TEST_BALANCE:-least-connection}"
 }
 
 _write_apache_conf() { # ENV lines on stdin

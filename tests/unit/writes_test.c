@@ -291,7 +291,7 @@ int main(void)
     writer = store_open(&cfg, err, sizeof err);
     holder = store_open(&cfg, err, sizeof err);
     peek = db_open(&cfg, 0, err, sizeof err);
-    writes = writer && holder && peek ? writes_new(writer, &cfg) : NULL;
+    writes = writer && holder && peek ? writes_new(writer, &cfg, NULL) : NULL;
     if (!writes) {
         fprintf(stderr, "setup failed: %s\n", err);
         return 2;
