@@ -111,16 +111,18 @@ static void hold_lock(void)
 }
 
 /* Runs jobs[0] alone while the lock is held, then the rest, which queue
- * behind it, and lets the lock go: jobs 1..n-1 form one group. */
+ * behind it in order, and lets the lock go: jobs 1..n-1 form one group. */
 static void run_grouped(struct job *jobs, int n)
 {
     hold_lock();
     start(&jobs[0]);
     wait_for_waiting(1);
     usleep(20000);      /* jobs[0] leads, and waits for the lock */
-    for (int i = 1; i < n; i++)
+    /* One at a time, so that the queue holds them in this order. */
+    for (int i = 1; i < n; i++) {
         start(&jobs[i]);
-    wait_for_waiting(n);
+        wait_for_waiting(i + 1);
+    }
     store_write_rollback(holder);
     for (int i = 0; i < n; i++)
         finish(&jobs[i]);
