@@ -67,7 +67,8 @@ if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
     (cd "$src" && git ls-files -z --cached --others --exclude-standard |
         tar --null -T - -cf -) | tar -xf - -C "$copy" || bail "cannot copy the tree"
 else
-    cp -a "$src/." "$copy/" || bail "cannot copy the tree"
+    tar -C "$src" --exclude=./_build --exclude=./.git -cf - . | tar -xf - -C "$copy" ||
+        bail "cannot copy the tree"
 fi
 # The build's own make check (the C unit tests) is skipped with nocheck
 # unless DEB_BUILD_OPTIONS says otherwise: .ci/run has run make check twice
@@ -154,8 +155,10 @@ fi
 
 # 5. lighttpd in front, as www-data, with the package's snippet.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-lt=$work/lighttpd
-mkdir -p "$lt/htdocs" "$lt/uploads" && chown -R www-data:www-data "$lt" && chmod 755 "$work"
+# lighttpd opens its error log as www-data: its files go to a directory of
+# their own under TMPDIR, which www-data can reach (WORKDIR may not be).
+lt=$(mktemp -d "${TMPDIR:-/tmp}/orders-deb-lighttpd.XXXXXX") || bail "no temporary directory"
+mkdir -p "$lt/htdocs" "$lt/uploads" && chown -R www-data:www-data "$lt" && chmod 755 "$lt"
 cat >"$lt/lighttpd.conf" <<EOF
 server.modules        = ( "mod_indexfile", "mod_access", "mod_alias" )
 server.document-root  = "$lt/htdocs"
@@ -268,5 +271,7 @@ else
 fi
 
 kill "$lpid" 2>/dev/null
+wait "$lpid" 2>/dev/null
+rm -rf "$lt"
 echo "# build, lintian and install logs in $work"
 [[ $failed == 0 ]]
