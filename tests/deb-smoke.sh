@@ -23,7 +23,9 @@
 #    with Debian's 10-fastcgi.conf and the package's 50-orders.conf (what
 #    `lighty-enable-mod orders` enables), and smoke-tests REST and the stream
 #    with curl: health, POST, GET, PATCH with If-Match, the stream's replay and
-#    a live event, the page at /orders/; then SIGTERM stops the responder.
+#    a live event, the page at /orders/; then the same responder behind
+#    nginx and Apache httpd (mod_proxy_fcgi) with the package's snippets:
+#    health and a live event through each; then SIGTERM stops the responder.
 #
 # Needs root (apt-get install, the user switch) and the packages of
 # tools/install-deps.sh. It leaves the package installed. .ci/run runs it.
@@ -39,9 +41,9 @@ check() { # check DESCRIPTION CMD...: ok when CMD succeeds
 }
 bail() { echo "Bail out! $*"; exit 1; }
 
-echo "1..15"
+echo "1..17"
 [[ $(id -u) == 0 ]] || bail "needs root (apt-get install, running the responder as orders)"
-for c in dpkg-buildpackage lintian apt-get systemd-socket-activate setpriv lighttpd curl python3; do
+for c in dpkg-buildpackage lintian apt-get systemd-socket-activate setpriv lighttpd nginx apache2 curl python3; do
     command -v "$c" >/dev/null || bail "$c not found: run tools/install-deps.sh"
 done
 
@@ -250,6 +252,71 @@ if [[ $code == 200 ]] && grep -qi '<html' "$body"; then
     ok "the live orders page is served at /orders/"
 else
     not_ok "the live orders page is served at /orders/ (got $code)"
+fi
+
+# The nginx and Apache snippets, in front of the same responder: health,
+# and a PATCH seen live on a stream through each.
+front_check() { # front_check NAME BASE [curl args...]
+    local name=$1 b=$2 out=$work/live-$1 c h p
+    shift 2
+    h=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$b/api/v1/health")
+    curl -sN --max-time 10 "$@" "$b/api/v1/stream/events" >"$out" 2>/dev/null &
+    c=$!
+    pids+=("$c")
+    for _ in $(seq 50); do grep -q '^event: connected' "$out" && break; sleep 0.1; done
+    p=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X PATCH "$@" \
+        -H 'Content-Type: application/json' -d "{\"note\":\"via $name\"}" "$b/api/v1/orders/$id")
+    for _ in $(seq 50); do grep -q "\"note\":\"via $name\"" "$out" && break; sleep 0.1; done
+    kill "$c" 2>/dev/null
+    if [[ $h == 200 && $p == 200 ]] && grep -q "\"note\":\"via $name\"" "$out"; then
+        ok "$name with the package's snippet: health 200, a PATCH through it seen live on its stream"
+    else
+        not_ok "$name with the package's snippet: health $h, PATCH $p, live event" "$(head -c 1000 "$out")" \
+            "$(tail -n 5 "$lt"/*error.log 2>/dev/null)"
+    fi
+}
+
+nport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed "s/^\( *\)listen 80;/\1listen 127.0.0.1:$nport;/" /etc/nginx/sites-available/orders >"$lt/nginx-orders.conf"
+ln -s /etc/nginx/fastcgi_params "$lt/fastcgi_params"
+cat >"$lt/nginx.conf" <<EOF
+user www-data;
+pid $lt/nginx.pid;
+error_log $lt/nginx-error.log;
+events {}
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    client_body_temp_path $lt/nginx-body;
+    fastcgi_temp_path $lt/nginx-fastcgi;
+    proxy_temp_path $lt/nginx-proxy;
+    uwsgi_temp_path $lt/nginx-uwsgi;
+    scgi_temp_path $lt/nginx-scgi;
+    include $lt/nginx-orders.conf;
+}
+EOF
+if nginx -c "$lt/nginx.conf" -p "$lt" >"$lt/nginx-start.log" 2>&1; then
+    front_check nginx "http://127.0.0.1:$nport" -H 'Host: orders.example'
+    kill "$(cat "$lt/nginx.pid")" 2>/dev/null
+else
+    not_ok "nginx starts with the package's sites-available/orders" "$(cat "$lt/nginx-start.log")"
+fi
+
+aport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+amod=/usr/lib/apache2/modules
+{
+    printf 'ServerRoot %s\nPidFile %s/apache.pid\nErrorLog %s/apache-error.log\n' "$lt" "$lt" "$lt"
+    printf 'Listen 127.0.0.1:%s\nServerName localhost\nUser www-data\nGroup www-data\n' "$aport"
+    for m in mpm_event authz_core alias dir mime env proxy proxy_fcgi; do
+        printf 'LoadModule %s_module %s/mod_%s.so\n' "$m" "$amod" "$m"
+    done
+    printf 'TypesConfig /etc/mime.types\nInclude /etc/apache2/conf-available/orders.conf\n'
+} >"$lt/apache.conf"
+if apache2 -f "$lt/apache.conf" -k start >"$lt/apache-start.log" 2>&1; then
+    front_check apache "http://127.0.0.1:$aport"
+    apache2 -f "$lt/apache.conf" -k stop >/dev/null 2>&1
+else
+    not_ok "Apache httpd starts with the package's conf-available/orders.conf" "$(cat "$lt/apache-start.log")"
 fi
 
 # The database is the unit's, owned by the unit's user.
