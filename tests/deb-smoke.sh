@@ -109,7 +109,7 @@ fi
 svc=/lib/systemd/system/orders.service sock_unit=/lib/systemd/system/orders.socket
 layout() {
     local f bad=0
-    for f in /usr/libexec/orders/orders.fcgi; do [[ -x $f ]] || { echo "# missing $f"; bad=1; }; done
+    [[ -x /usr/libexec/orders/orders.fcgi ]] || { echo "# missing /usr/libexec/orders/orders.fcgi"; bad=1; }
     for f in /usr/share/orders/sql/001_schema.sql /usr/share/orders/sql/demo.sql \
         /usr/share/orders/www/index.html /etc/lighttpd/conf-available/50-orders.conf \
         /etc/apache2/conf-available/orders.conf /etc/nginx/sites-available/orders \
@@ -142,6 +142,8 @@ env_args=()
 while IFS= read -r e; do env_args+=(-E "$e"); done < <(sed -n 's/^Environment=//p' "$svc")
 install -d -m "${d_mode:-0755}" "$(dirname "$listen")"
 rm -f "$listen"
+# ExecStart= is split into words, as systemd splits it (no quoting in it).
+# shellcheck disable=SC2086
 systemd-socket-activate -l "$listen" "${env_args[@]}" \
     setpriv --reuid="$user" --regid="$group" --init-groups -- $exec_start \
     </dev/null >"$work/responder.log" 2>&1 &
