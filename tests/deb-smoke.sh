@@ -140,6 +140,11 @@ s_user=$(unit_value SocketUser "$sock_unit") s_group=$(unit_value SocketGroup "$
 s_mode=$(unit_value SocketMode "$sock_unit") d_mode=$(unit_value DirectoryMode "$sock_unit")
 env_args=()
 while IFS= read -r e; do env_args+=(-E "$e"); done < <(sed -n 's/^Environment=//p' "$svc")
+# Where systemd runs, the install started the real units on the same path:
+# stop them for the duration (systemctl start orders.socket brings them back).
+if [[ -d /run/systemd/system ]]; then
+    systemctl stop orders.socket orders.service 2>/dev/null
+fi
 install -d -m "${d_mode:-0755}" "$(dirname "$listen")"
 rm -f "$listen"
 # ExecStart= is split into words, as systemd splits it (no quoting in it).
