@@ -7,7 +7,8 @@ packages="autoconf automake make gcc pkg-config
 libfcgi-dev libsqlite3-dev libjson-c-dev zlib1g-dev sqlite3
 lighttpd apache2 libapache2-mod-fcgid nginx spawn-fcgi
 bats bats-assert bats-support curl jq chromium python3 procps iproute2 mandoc prometheus
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev
+dpkg-dev debhelper fakeroot build-essential lintian systemd"
 
 missing=""
 for p in $packages; do
