@@ -103,6 +103,7 @@ struct store {
     sqlite3_stmt *stmt[ST_COUNT];
     long busy_timeout_ms;       /* ORDERS_BUSY_TIMEOUT_MS: the pruner's deadline, reads' wait */
     long long write_deadline_ms;    /* of the write under way, for busy_wait() */
+    long long write_began_ms;       /* when it began to wait for SQLite's lock */
 };
 
 struct store *store_open(const struct config *cfg, char *err, size_t errlen)
@@ -154,15 +155,21 @@ static int fail(struct store *s, sqlite3_stmt *st, int rc, struct error *err)
  * store_write_rollback(), which release the mutex.
  *
  * A write transaction has one deadline for the mutex and SQLite's busy
- * wait together. While the holder waits for another process (busy_wait),
- * write_blocked is set, so that writes.c can refuse new writes at once
- * rather than queue every worker behind the lock. */
+ * wait together. While the holder has waited for another process
+ * (busy_wait) for BLOCKED_AFTER_MS or more, write_blocked is set, so that
+ * writes.c can refuse new writes at once rather than queue every worker
+ * behind the lock. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool write_blocked;
 static _Thread_local bool holds_write_lock;     /* for the asserts */
 
 /* SQLite's sleeps between tries while another process holds the lock (as
- * sqlite3_busy_timeout's), up to the write's deadline. */
+ * sqlite3_busy_timeout's), up to the write's deadline. Waits shorter than
+ * BLOCKED_AFTER_MS are two processes taking turns at writing, each for a
+ * transaction's milliseconds: only a longer one (a lock held by hand, a
+ * long transaction) counts as blocked, and makes writes.c refuse writes
+ * beyond its cap at once. */
+#define BLOCKED_AFTER_MS 100
 static const int busy_delays_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
 #define BUSY_DELAYS (int)(sizeof busy_delays_ms / sizeof busy_delays_ms[0])
 
@@ -172,7 +179,8 @@ static int busy_wait(void *arg, int tries)
     long long left = s->write_deadline_ms - clock_monotonic_ms();
     if (left <= 0)
         return 0;
-    atomic_store(&write_blocked, true);
+    if (clock_monotonic_ms() - s->write_began_ms >= BLOCKED_AFTER_MS)
+        atomic_store(&write_blocked, true);
     long long ms = busy_delays_ms[tries < BUSY_DELAYS ? tries : BUSY_DELAYS - 1];
     if (ms > left)
         ms = left;
@@ -207,6 +215,7 @@ int store_write_begin(struct store *s, long long deadline_ms, struct error *err)
     holds_write_lock = true;
     /* SQLite's busy wait gets what is left of the deadline. */
     s->write_deadline_ms = deadline_ms;
+    s->write_began_ms = clock_monotonic_ms();
     sqlite3_busy_handler(s->db, busy_wait, s);
     int rc = db_step_done(s->stmt[ST_BEGIN_IMMEDIATE]);
     atomic_store(&write_blocked, false);

@@ -53,8 +53,9 @@ int store_write_begin(struct store *s, long long deadline_ms, struct error *err)
 int store_write_commit(struct store *s, struct error *err);
 void store_write_rollback(struct store *s);
 
-/* True while this process's write transaction is kept waiting by another
- * process's lock. */
+/* True while this process's write transaction has been kept waiting by
+ * another process's lock for 100 ms or more: longer than two processes
+ * taking turns at writing ever wait. */
 bool store_write_blocked(void);
 
 /* False once an error (a full disk, an I/O error) made SQLite roll the

@@ -1,13 +1,15 @@
 #include "writes.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "clock.h"
+
+/* How often a queued write checks whether it should leave (writes_apply). */
+#define SHED_CHECK_MS 100
 
 /* A write on its way, on the stack of the thread that waits for it. Its
  * state moves QUEUED -> TAKEN (in a group) -> DONE, under writes.lock; a
@@ -223,6 +225,11 @@ void writes_get_stats(struct writes *w, struct writes_stats *st)
     pthread_mutex_unlock(&w->lock);
 }
 
+static int refuse_crowded(struct error *err)
+{
+    return error_set(err, ERR_UNAVAILABLE, "too many writes are waiting for the database, try again");
+}
+
 int writes_apply(struct writes *w, const struct write_request *r)
 {
     struct pending self = {.req = r, .state = QUEUED,
@@ -234,8 +241,7 @@ int writes_apply(struct writes *w, const struct write_request *r)
         pthread_mutex_unlock(&w->lock);
         pthread_cond_destroy(&self.wake);
         metrics_add(w->metrics, MX_DB_LOCK_TIMEOUTS, 1);
-        return error_set(r->err, ERR_UNAVAILABLE,
-                         "too many writes are waiting for the database, try again");
+        return refuse_crowded(r->err);
     }
     w->waiting++;
     if (w->tail)
@@ -244,8 +250,6 @@ int writes_apply(struct writes *w, const struct write_request *r)
         w->head = &self;
     w->tail = &self;
 
-    struct timespec until = {.tv_sec = self.deadline_ms / 1000,
-                             .tv_nsec = self.deadline_ms % 1000 * 1000000};
     while (self.state != DONE) {
         if (self.state == QUEUED && !w->leading && w->head == &self) {
             lead(w, &self);
@@ -256,10 +260,22 @@ int writes_apply(struct writes *w, const struct write_request *r)
             pthread_cond_wait(&self.wake, &w->lock);
             continue;
         }
-        int rc = pthread_cond_timedwait(&self.wake, &w->lock, &until);
-        if (rc == ETIMEDOUT && self.state == QUEUED) {
+        /* A queued write looks up every SHED_CHECK_MS: once another process
+         * is seen to hold the lock (store_write_blocked), the writes that
+         * queued before it was seen leave, down to the cap, so that their
+         * threads serve reads meanwhile. */
+        long long wake_ms = clock_monotonic_ms() + SHED_CHECK_MS;
+        if (wake_ms > self.deadline_ms)
+            wake_ms = self.deadline_ms;
+        struct timespec until = {.tv_sec = wake_ms / 1000, .tv_nsec = wake_ms % 1000 * 1000000};
+        pthread_cond_timedwait(&self.wake, &w->lock, &until);
+        if (self.state != QUEUED)
+            continue;
+        bool late = clock_monotonic_ms() >= self.deadline_ms;
+        if (late || (w->waiting > w->max_waiters && store_write_blocked())) {
             unqueue(w, &self);
-            self.rc = error_set(r->err, ERR_UNAVAILABLE, "the database is busy, try again");
+            self.rc = late ? error_set(r->err, ERR_UNAVAILABLE, "the database is busy, try again")
+                           : refuse_crowded(r->err);
             metrics_add(w->metrics, MX_DB_LOCK_TIMEOUTS, 1);
             break;
         }

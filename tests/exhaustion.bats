@@ -24,6 +24,7 @@ teardown() {
 
 @test "exhaustion: 16 writers behind another process's lock: GETs answer within 1 s each, writes 503 + Retry-After within the busy timeout" { ecase_locked_writers; }
 @test "exhaustion: 16 writes at once without another process's lock: all accepted" { ecase_concurrent_writers; }
+@test "exhaustion: two responder processes, 16 writers without pause: taking turns at the lock refuses no write" { ecase_two_process_writers; }
 @test "exhaustion: BLOB type, order_id, patch, ts written by hand: live and replaying streams get every event after them, /events pages answer" { ecase_blob_rows; }
 @test "exhaustion: file limit lowered to 64 under 100 streams: accept failures logged once and retried; /health 20/20 and a new stream afterwards" { ecase_accept_fails; }
 @test "exhaustion: started with a file limit of 64: ORDERS_MAX_STREAMS lowered with one line, streams over it 503 + Retry-After, /health 20/20 and a new stream afterwards" { ecase_fd_limit_clamp; }

@@ -134,6 +134,48 @@ PY
 	[[ $(db "SELECT version FROM orders WHERE id = '$OID'") == 9 ]] || fail "not 8 patches applied"
 }
 
+# Two responder processes (lighttpd max-procs 2, round robin) and 16
+# writers that do not pause: the processes take turns at SQLite's lock all
+# the time, each wait a transaction's milliseconds. That is not another
+# process holding the lock: no write is refused, every one is applied.
+ecase_two_process_writers() {
+	ORDERS_TEST_MAX_PROCS=2 ORDERS_TEST_BALANCE=round-robin faults_instance
+	local -a ids=()
+	local i out
+	for i in $(seq 1 16); do
+		create_order "$(order_json "Turns $i")"
+		ids+=("$OID")
+	done
+	[[ $(responder_pids | wc -l) == 2 ]] || fail "expected 2 responders, found: $(responder_pids | tr '\n' ' ')"
+	out=$(timeout 120 python3 - "$ORDERS_PORT" "${ids[@]}" <<'PY'
+import http.client, json, sys, threading
+port, ids = int(sys.argv[1]), sys.argv[2:]
+codes = {}
+lock = threading.Lock()
+def writer(oid):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for n in range(150):
+        conn.request("PATCH", "/api/v1/orders/" + oid, body=json.dumps({"note": "turn %d" % n}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        with lock:
+            codes[r.status] = codes.get(r.status, 0) + 1
+        if r.getheader("Connection", "").lower() == "close":
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+t = [threading.Thread(target=writer, args=(oid,)) for oid in ids]
+for x in t: x.start()
+for x in t: x.join()
+print(" ".join("%d:%d" % kv for kv in sorted(codes.items())))
+PY
+	) || fail "the writers failed: $out"
+	echo "# 16 writers x 150 PATCHes over 2 processes: $out" >&3
+	[[ $out == "200:2400" ]] || fail "not every PATCH was applied: $out"
+	[[ $(db "SELECT count(*) FROM orders WHERE customer LIKE 'Turns %' AND version = 151") == 16 ]] \
+		|| fail "not every order is at version 151"
+}
+
 # ---------------------------------------------------------------- 2. BLOBs in the event log
 
 # eblob_row SQL_TYPE SQL_ORDER_ID SQL_PATCH SQL_TS: insert one event row by
