@@ -54,7 +54,7 @@ int store_write_commit(struct store *s, struct error *err);
 void store_write_rollback(struct store *s);
 
 /* True while this process's write transaction has been kept waiting by
- * another process's lock for 100 ms or more: longer than two processes
+ * another process's lock for 500 ms or more: longer than two processes
  * taking turns at writing ever wait. */
 bool store_write_blocked(void);
 
