@@ -490,7 +490,7 @@ EOF
 }
 
 case_trace_method() {
-	{ on_apache || on_apache_proxy; } && skip "Apache answers TRACE itself (core TraceEnable)"
+	on_apache && skip "Apache answers TRACE itself (core TraceEnable)"
 	on_nginx && skip "nginx answers TRACE itself (405, always)"
 	refused 405 method_not_allowed "" TRACE /api/v1/orders
 	assert_hdr Allow 'GET, POST, OPTIONS'
