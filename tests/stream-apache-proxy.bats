@@ -6,12 +6,14 @@
 # Apache does not start the responder here: tests/lib/front-run.sh starts it
 # with spawn-fcgi, and again when it dies. Each open stream holds an httpd
 # worker thread, not a responder process (one responder serves them all, so
-# /health's stream count is asserted as behind lighttpd).
+# /health's stream count is asserted as behind lighttpd). Then the REST
+# API over kept connections (enablereuse=on) beside a stream that is not kept.
 # Run from the repository root: bats --tap tests/stream-apache-proxy.bats
 # (ORDERS_FCGI points at the responder, default src/orders.fcgi)
 
 load 'lib/common'
 load 'lib/stream'
+load 'lib/keepconn'
 
 setup_file() {
 	export ORDERS_TEST_SERVER=apache-proxy
@@ -42,3 +44,4 @@ teardown() {
 @test "apache-proxy stream: responder SIGKILLed mid-stream, started again; resuming client sees every event once" { scase_sigkill_responder; }
 @test "apache-proxy stream: ORDERS_MAX_STREAMS gives 503 with Retry-After; health counts and releases streams" { scase_max_streams; }
 @test "apache-proxy stream: ORDERS_STREAM_MAX_S ends 16 streams cleanly after 80-100 %, each at its own point; resume without gap" { scase_stream_max; }
+@test "apache-proxy keep-conn: REST requests share at most 2 x 2 kept connections; a stream has its own, closed when it ends" { kcase_proxy_reuse; }
