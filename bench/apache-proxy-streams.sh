@@ -116,6 +116,8 @@ Listen 127.0.0.1:$port
 ErrorLog "$d/apache-error.log"
 LogLevel warn
 Timeout 300
+# sse-load's publishers wait on kept connections while the streams open
+KeepAliveTimeout 60
 $mpm
 DocumentRoot "$d/share/orders/www"
 Include "$d/orders.conf"
@@ -150,8 +152,8 @@ EOF
   result=$(grep '^RESULT ' "$d/load.out" | tail -n 1 | cut -d' ' -f2- || true)
   printf '%s N=%s held=%s apache_pss_kb=%s apache_procs=%s responder_pss_kb=%s responders=%s | %s\n' \
     "$setup" "$n" "${ready:-?}" "$web" "${#webp[@]}" "$app" "${#appp[@]}" "${result:-no result}"
-  stop_tree "$apid"
-  [ -z "$rpid" ] || stop_tree "$rpid"
+  stop_tree "$apid" || true
+  [ -z "$rpid" ] || stop_tree "$rpid" || true
 }
 
 log "$(machine)"
