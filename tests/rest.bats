@@ -2,7 +2,9 @@
 # REST API suite (SPEC.md sections 1, 2, 3), behind lighttpd, or behind Apache
 # httpd + mod_fcgid when this file is run by the name rest-apache.bats (a
 # symbolic link to it) or with ORDERS_TEST_SERVER=apache, or behind nginx by
-# the name rest-nginx.bats or with ORDERS_TEST_SERVER=nginx.
+# the name rest-nginx.bats or with ORDERS_TEST_SERVER=nginx, or behind Apache
+# httpd + mod_proxy_fcgi by the name rest-apache-proxy.bats or with
+# ORDERS_TEST_SERVER=apache-proxy.
 # The cases live in lib/rest_cases.bash; each @test below is a one-line wrapper.
 # Run from the repository root: bats --tap tests/rest.bats
 
@@ -13,6 +15,7 @@ setup_file() {
 	case $BATS_TEST_FILENAME in
 	*-apache.bats) export ORDERS_TEST_SERVER=apache ;;
 	*-nginx.bats) export ORDERS_TEST_SERVER=nginx ;;
+	*-apache-proxy.bats) export ORDERS_TEST_SERVER=apache-proxy ;;
 	*) export ORDERS_TEST_SERVER=${ORDERS_TEST_SERVER:-lighttpd} ;;
 	esac
 	orders_suite_setup

@@ -5,7 +5,8 @@
 #
 # Environment:
 #   ORDERS_FCGI          the responder binary (default <repo>/src/orders.fcgi)
-#   ORDERS_TEST_SERVER   lighttpd (default), apache or nginx
+#   ORDERS_TEST_SERVER   lighttpd (default), apache (mod_fcgid), apache-proxy
+#                        (mod_proxy_fcgi) or nginx
 #   ORDERS_TEST_KEEP=1   keep the suite's temp dir (configs, logs, database)
 #   ORDERS_TEST_USER     unprivileged user for the web server when run as root
 #                        (default www-data, else nobody)
@@ -16,6 +17,8 @@
 #   ORDERS_TEST_BALANCE  lighttpd's balance (default least-connection)
 #   NGINX_KEEPALIVE      nginx's upstream keepalive (idle connections kept to
 #                        the responder), default 2 as in conf/nginx-orders.conf
+#   APACHE_PROXY_REUSE_MAX  apache-proxy's enablereuse max= per httpd process
+#                        (default 2; 2 processes x 2 < ORDERS_THREADS 8)
 #
 # One "instance" = one temp dir with its own SQLite file, web server config and
 # server process. The current instance is described by exported variables:
@@ -44,6 +47,7 @@ NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
 on_apache() { [[ $ORDERS_TEST_SERVER == apache ]]; }
 on_lighttpd() { [[ $ORDERS_TEST_SERVER == lighttpd ]]; }
 on_nginx() { [[ $ORDERS_TEST_SERVER == nginx ]]; }
+on_apache_proxy() { [[ $ORDERS_TEST_SERVER == apache-proxy ]]; }
 
 # The responder binary, as an absolute path; fails the caller if missing.
 orders_binary() {
@@ -235,8 +239,17 @@ _write_lighttpd_conf() { # ENV lines on stdin
 		"BALANCE=${ORDERS_TEST_BALANCE:-least-connection}"
 }
 
+# apache_user_lines: the User/Group lines an Apache started as root needs to
+# run as the unprivileged test user; none otherwise.
+apache_user_lines() {
+	local u
+	is_root || return 0
+	u=$(orders_run_user)
+	printf 'User  %s\nGroup %s\n' "$u" "$(id -gn "$u")"
+}
+
 _write_apache_conf() { # ENV lines on stdin
-	local bin=$1 env_lines="" kv user_lines="" u v
+	local bin=$1 env_lines="" kv v
 	while IFS= read -r kv; do
 		v=${kv#*=}
 		v=${v//\\/\\\\}
@@ -246,27 +259,32 @@ _write_apache_conf() { # ENV lines on stdin
 	for kv in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
 		[[ -n ${!kv:-} ]] && env_lines+="FcgidInitialEnv $kv \"${!kv}\""$'\n'
 	done
-	if is_root; then
-		u=$(orders_run_user)
-		user_lines="User  $u
-Group $(id -gn "$u")"
-	fi
 	_render "$ORDERS_TESTS_LIB/apache.conf.in" "$ORDERS_TMP/apache.conf" \
 		"TMP=$ORDERS_TMP" "PORT=$ORDERS_PORT" "FCGI=$bin" "FCGI_DIR=$(dirname "$bin")" \
 		"FCGI_BASE=$(basename "$bin")" "MODDIR=$APACHE_MODULES" \
-		"USER_LINES=$user_lines" "ENV=$env_lines"
+		"USER_LINES=$(apache_user_lines)" "ENV=$env_lines"
 }
 
-# nginx: the responder's stderr is not in nginx's log (nginx did not start
-# it) but in responder.log, which the sanitizer checks read too.
-_write_nginx_conf() { # ENV lines on stdin
-	local bin=$1 env kv user_lines="" u threads=8
+# _write_responder_env: the ENV lines on stdin, and the sanitizer settings,
+# into responder.env for tests/lib/front-run.sh; sets RESPONDER_THREADS.
+_write_responder_env() {
+	local env kv
 	env=$(cat)
 	for kv in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
 		[[ -n ${!kv:-} ]] && env+=$'\n'"$kv=${!kv}"
 	done
 	printf '%s\n' "$env" >"$ORDERS_TMP/responder.env"
-	[[ $env =~ (^|$'\n')ORDERS_THREADS=([0-9]+) ]] && threads=${BASH_REMATCH[2]}
+	RESPONDER_THREADS=8
+	[[ $env =~ (^|$'\n')ORDERS_THREADS=([0-9]+) ]] && RESPONDER_THREADS=${BASH_REMATCH[2]}
+	return 0
+}
+
+# nginx: the responder's stderr is not in nginx's log (nginx did not start
+# it) but in responder.log, which the sanitizer checks read too.
+_write_nginx_conf() { # ENV lines on stdin
+	local user_lines="" u threads
+	_write_responder_env
+	threads=$RESPONDER_THREADS
 	if is_root; then
 		u=$(orders_run_user)
 		user_lines="user $u $(id -gn "$u");"
@@ -275,6 +293,16 @@ _write_nginx_conf() { # ENV lines on stdin
 		"TMP=$ORDERS_TMP" "PORT=$ORDERS_PORT" "LIB=$ORDERS_TESTS_LIB" \
 		"USER_LINES=$user_lines" "KEEPALIVE=${NGINX_KEEPALIVE:-2}" "THREADS=$threads" \
 		"LOG_LEVEL=${NGINX_LOG_LEVEL:-warn}"
+}
+
+# Apache + mod_proxy_fcgi: like nginx, the responder is started by
+# tests/lib/front-run.sh and writes responder.log.
+_write_apache_proxy_conf() { # ENV lines on stdin
+	_write_responder_env
+	_render "$ORDERS_TESTS_LIB/apache-proxy.conf.in" "$ORDERS_TMP/apache.conf" \
+		"TMP=$ORDERS_TMP" "PORT=$ORDERS_PORT" "MODDIR=$APACHE_MODULES" \
+		"USER_LINES=$(apache_user_lines)" "THREADS=$RESPONDER_THREADS" \
+		"REUSE_MAX=${APACHE_PROXY_REUSE_MAX:-2}"
 }
 
 # spawn-fcgi's arguments that give the responder and its socket to the
@@ -289,7 +317,7 @@ _spawn_owner_args() {
 
 server_log() {
 	case ${ORDERS_SERVER_KIND:-$ORDERS_TEST_SERVER} in
-	apache) printf '%s\n' "$ORDERS_TMP/apache-error.log" ;;
+	apache | apache-proxy) printf '%s\n' "$ORDERS_TMP/apache-error.log" ;;
 	nginx) printf '%s\n' "$ORDERS_TMP/nginx-error.log" ;;
 	*) printf '%s\n' "$ORDERS_TMP/lighttpd-error.log" ;;
 	esac
@@ -315,7 +343,8 @@ SANITIZER_REPORT_RE=$(<"$ORDERS_TESTS_LIB/sanitizer-report.ere")
 # responder's stderr can reach. lighttpd hands the responders it spawns its
 # own stderr (server.out) and logs their deaths to its error log; mod_fcgid
 # gives them Apache's error log; spawn-fcgi responders of the stream suites
-# write NAME.log, those behind nginx responder.log (tests/lib/nginx-run.sh),
+# write NAME.log, those behind nginx or mod_proxy_fcgi responder.log
+# (tests/lib/front-run.sh; Apache's own errors go to apache-error.log),
 # a second lighttpd NAME.out, `--migrate` migrate.log.
 # Access logs hold what clients sent, which may be anything: not these.
 responder_stderr_files() {
@@ -358,6 +387,18 @@ assert_no_crash_in_log() {
 $hits"
 }
 
+# _config_check NAME CMD...: run the web server's config test CMD; on
+# failure print what it (and nginx's error log) said and fail.
+_config_check() {
+	local name=$1
+	shift
+	"$@" >"$ORDERS_TMP/config-check.out" 2>&1 && return 0
+	echo "$name config test failed:" >&2
+	cat "$ORDERS_TMP/config-check.out" >&2
+	[[ $name != nginx ]] || cat "$ORDERS_TMP/nginx-error.log" >&2
+	return 1
+}
+
 # server_start [VAR=VALUE...]: write the config for $ORDERS_TEST_SERVER into the
 # current instance, start the server in the foreground (in the background of
 # this shell), save its PID and wait until /api/v1/health answers 200. The
@@ -377,34 +418,22 @@ server_start() {
 		lighttpd)
 			_write_lighttpd_conf "$bin" <<<"$env"
 			instance_chown
-			"$LIGHTTPD_BIN" -tt -f "$ORDERS_TMP/lighttpd.conf" >"$ORDERS_TMP/config-check.out" 2>&1 || {
-				echo "lighttpd config test failed:" >&2
-				cat "$ORDERS_TMP/config-check.out" >&2
-				return 1
-			}
+			_config_check lighttpd "$LIGHTTPD_BIN" -tt -f "$ORDERS_TMP/lighttpd.conf" || return 1
 			"$LIGHTTPD_BIN" -D -f "$ORDERS_TMP/lighttpd.conf" </dev/null >>"$ORDERS_TMP/server.out" 2>&1 3>&- &
 			ORDERS_SERVER_PID=$!
 			;;
 		apache)
 			_write_apache_conf "$bin" <<<"$env"
 			instance_chown
-			"$APACHE_BIN" -t -f "$ORDERS_TMP/apache.conf" >"$ORDERS_TMP/config-check.out" 2>&1 || {
-				echo "apache config test failed:" >&2
-				cat "$ORDERS_TMP/config-check.out" >&2
-				return 1
-			}
+			_config_check apache "$APACHE_BIN" -t -f "$ORDERS_TMP/apache.conf" || return 1
 			"$APACHE_BIN" -f "$ORDERS_TMP/apache.conf" -DFOREGROUND </dev/null >>"$ORDERS_TMP/server.out" 2>&1 3>&- &
 			ORDERS_SERVER_PID=$!
 			;;
 		nginx)
 			_write_nginx_conf "$bin" <<<"$env"
 			instance_chown
-			"$NGINX_BIN" -t -q -p "$ORDERS_TMP/nginx/" -c "$ORDERS_TMP/nginx.conf" \
-				-e "$ORDERS_TMP/nginx-error.log" >"$ORDERS_TMP/config-check.out" 2>&1 || {
-				echo "nginx config test failed:" >&2
-				cat "$ORDERS_TMP/config-check.out" "$ORDERS_TMP/nginx-error.log" >&2
-				return 1
-			}
+			_config_check nginx "$NGINX_BIN" -t -q -p "$ORDERS_TMP/nginx/" -c "$ORDERS_TMP/nginx.conf" \
+				-e "$ORDERS_TMP/nginx-error.log" || return 1
 			instance_chown
 			local -a own
 			mapfile -t own < <(_spawn_owner_args)
@@ -412,8 +441,19 @@ server_start() {
 				</dev/null >>"$ORDERS_TMP/server.out" 2>&1 3>&- &
 			ORDERS_SERVER_PID=$!
 			;;
+		apache-proxy)
+			_write_apache_proxy_conf "$bin" <<<"$env"
+			instance_chown
+			_config_check apache "$APACHE_BIN" -t -f "$ORDERS_TMP/apache.conf" || return 1
+			local -a own
+			mapfile -t own < <(_spawn_owner_args)
+			"$ORDERS_TESTS_LIB/front-run.sh" apache-proxy-run "$ORDERS_TMP" "$bin" "${own[@]}" -- \
+				"$APACHE_BIN" -f "$ORDERS_TMP/apache.conf" -DFOREGROUND \
+				</dev/null >>"$ORDERS_TMP/server.out" 2>&1 3>&- &
+			ORDERS_SERVER_PID=$!
+			;;
 		*)
-			echo "ORDERS_TEST_SERVER must be lighttpd, apache or nginx, not '$ORDERS_TEST_SERVER'" >&2
+			echo "ORDERS_TEST_SERVER must be lighttpd, apache, apache-proxy or nginx, not '$ORDERS_TEST_SERVER'" >&2
 			return 1
 			;;
 		esac

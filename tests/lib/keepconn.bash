@@ -1,5 +1,7 @@
 # shellcheck shell=bash
-# Cases for nginx's FastCGI connection reuse (tests/stream-nginx.bats):
+# Cases for FastCGI connection reuse behind nginx (tests/stream-nginx.bats)
+# and Apache + mod_proxy_fcgi (tests/stream-apache-proxy.bats, at the end).
+# nginx:
 # fastcgi_keep_conn on with an upstream keepalive makes nginx set
 # FCGI_KEEP_CONN, and libfcgi's FCGX_Finish_r then leaves the connection
 # open; the worker thread's next FCGX_Accept_r reads the next request from
@@ -203,4 +205,36 @@ kcase_sigterm_idle() {
 		sleep 0.1
 	done
 	rest_round 1
+}
+
+# Apache + mod_proxy_fcgi (tests/stream-apache-proxy.bats): the REST worker
+# of tests/lib/apache-proxy.conf.in has enablereuse=on max=2 (mod_proxy_fcgi
+# then sets FCGI_KEEP_CONN) under ServerLimit 2, the stream's worker no
+# reuse. After 40 requests in a row the responder holds between 1 and 2 x 2
+# kept connections (none without reuse: each would be closed); a stream
+# takes a connection of its own, the REST API goes on beside it, and when
+# the client leaves the responder closes the stream's connection.
+kcase_proxy_reuse() {
+	local c0 n a s i
+	for i in $(seq 1 8); do rest_round "$i"; done
+	c0=$(fcgi_conns)
+	n=$(grep -c . <<<"$c0" || true)
+	((n >= 1 && n <= 4)) || fail "expected 1 to 4 kept FastCGI connections after 40 requests, found $n: [$(echo $c0)]"
+	create_order "$(order_json 'Beside the stream')"
+	a=$OID
+	c0=$(fcgi_conns)
+	sse_open ps /api/v1/stream/events
+	sse_wait_connected ps
+	s=$(comm -13 <(printf '%s\n' "$c0") <(fcgi_conns))
+	[[ $s =~ ^[0-9]+$ ]] || fail "expected one new connection for the stream, found [$(echo $s)]"
+	rest_round 9
+	note_change "$a" 'beside the stream'
+	sse_wait_id ps "$EVENT_ID" 3
+	sse_close ps
+	wait_health_streams 0 8
+	wait_conns_without "$s" 5
+	rest_round 10
+	n=$(fcgi_conns | grep -c . || true)
+	((n <= 4)) || fail "more than 2 x 2 kept connections after the stream: $n"
+	echo "# $n kept FastCGI connection(s) for 50 REST requests; the stream's own connection closed" >&3
 }
