@@ -202,7 +202,8 @@ static void lead(struct writes *w, struct pending *self)
         pthread_cond_signal(&w->head->wake);
 }
 
-/* Takes a QUEUED write out of the queue (its deadline passed). */
+/* Takes a QUEUED write out of the queue: its deadline passed, or it leaves
+ * for the cap while another process holds the lock (writes_apply). */
 static void unqueue(struct writes *w, struct pending *self)
 {
     struct pending **link = &w->head, *prev = NULL;
