@@ -258,6 +258,49 @@ static void test_reply_header(void)
 
 #define HANDOVER_REQUEST_ID 258     /* two bytes, both non-zero */
 
+/* A listening Unix socket for libfcgi, at path (64 bytes) in a new
+ * directory made from the template dir. Returns its fd, or -1 after a
+ * failed test result. Undo with remove_listener(). */
+static int listen_in_tempdir(char *dir, char *path)
+{
+    if (!mkdtemp(dir)) {
+        ok(0, "a temporary directory for the listening socket");
+        return -1;
+    }
+    snprintf(path, 64, "%s/sock", dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 4) != 0
+        || FCGX_Init() != 0) {
+        ok(0, "a listening socket for libfcgi");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void remove_listener(int fd, const char *dir, const char *path)
+{
+    close(fd);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A web server's connection to the responder's socket, or -1. */
+static int connect_to(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* One FastCGI record of a web server: type, request id, content. */
 static void web_server_record(struct buf *out, int type, const void *data, size_t len)
 {
@@ -279,10 +322,8 @@ struct web_server {
 static void *web_server_main(void *arg)
 {
     struct web_server *ws = arg;
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", ws->path);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    int fd = connect_to(ws->path);
+    if (fd < 0)
         return NULL;
     struct buf out = BUF_INIT;
     unsigned char begin[8] = {0, FCGI_RESPONDER, 0, 0, 0, 0, 0, 0};
@@ -309,19 +350,10 @@ static void *web_server_main(void *arg)
  * FCGX_Request) fails here. */
 static void test_take_connection(void)
 {
-    char dir[] = "/tmp/http_test.XXXXXX";
-    if (!mkdtemp(dir))
+    char dir[] = "/tmp/http_test.XXXXXX", path[64];
+    int listen_fd = listen_in_tempdir(dir, path);
+    if (listen_fd < 0)
         return;
-    char path[64];
-    snprintf(path, sizeof path, "%s/sock", dir);
-    int listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0
-        || listen(listen_fd, 4) != 0 || FCGX_Init() != 0) {
-        ok(0, "a listening socket for libfcgi");
-        return;
-    }
     FCGX_Request req;
     FCGX_InitRequest(&req, listen_fd, 0);
     struct web_server ws = {.path = path, .got = BUF_INIT};
@@ -348,9 +380,7 @@ static void test_take_connection(void)
     buf_free(&out);
     buf_free(&ws.got);
     FCGX_Free(&req, 1);
-    close(listen_fd);
-    unlink(path);
-    rmdir(dir);
+    remove_listener(listen_fd, dir, path);
 }
 
 /* ------------------------------------------------------------ http_finish */
@@ -403,10 +433,8 @@ struct finishing_server {
 static void *finishing_server_main(void *arg)
 {
     struct finishing_server *ws = arg;
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", ws->path);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    int fd = connect_to(ws->path);
+    if (fd < 0)
         return NULL;
     for (int i = 0; i < (ws->keep ? 2 : 1); i++) {
         struct buf out = BUF_INIT;
@@ -460,19 +488,10 @@ static long long answer_one(FCGX_Request *req)
 
 static void test_finish(bool keep)
 {
-    char dir[] = "/tmp/http_test.XXXXXX";
-    if (!mkdtemp(dir))
+    char dir[] = "/tmp/http_test.XXXXXX", path[64];
+    int listen_fd = listen_in_tempdir(dir, path);
+    if (listen_fd < 0)
         return;
-    char path[64];
-    snprintf(path, sizeof path, "%s/sock", dir);
-    int listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0
-        || listen(listen_fd, 4) != 0 || FCGX_Init() != 0) {
-        ok(0, "a listening socket for libfcgi");
-        return;
-    }
     const char *how = keep ? "kept connection" : "connection not kept";
     FCGX_Request req;
     FCGX_InitRequest(&req, listen_fd, 0);
@@ -499,9 +518,7 @@ static void test_finish(bool keep)
            "%s: then an orderly end of the connection, not a reset for unread input (%s)", how,
            ws.eof_errno ? strerror(ws.eof_errno) : "EOF");
     FCGX_Free(&req, 1);
-    close(listen_fd);
-    unlink(path);
-    rmdir(dir);
+    remove_listener(listen_fd, dir, path);
 }
 
 int main(void)
