@@ -1111,8 +1111,22 @@ scase_nogap() {
 # 5th PATCH has a stale If-Match: refused with 412 inside a group, it leaves
 # no event, and the writes around it stay.
 scase_nogap_grouped() {
+	local g0 c0 g1 c1
+	read -r g0 c0 < <(write_group_counts)
 	NOGAP_WRITERS=16 NOGAP_PATCHES=300 NOGAP_CLIENTS=20 NOGAP_PAUSE_MS=0 NOGAP_STALE_EVERY=5 \
 		scase_nogap
+	read -r g1 c1 < <(write_group_counts)
+	echo "# group commit: $((c1 - c0)) writes in $((g1 - g0)) groups" >&3
+	# the writes did share transactions: otherwise this tested no group
+	(((c1 - c0) > (g1 - g0))) || fail "no group held more than one write: $((c1 - c0)) writes in $((g1 - g0)) groups"
+}
+
+# write_group_counts: "<groups> <writes committed>" from /api/v1/metrics.
+write_group_counts() {
+	curl -s --max-time 10 "$API_BASE/api/v1/metrics" | awk '
+		$1 == "orders_write_groups_total" { g = $2 }
+		$1 == "orders_writes_committed_total" { c = $2 }
+		END { if (g == "" || c == "") exit 1; print g, c }'
 }
 
 # shellcheck disable=SC2016
