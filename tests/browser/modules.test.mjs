@@ -99,7 +99,7 @@ test('backoff: 1 s, 2 s, 4 s … capped at 30 s, minus up to 20 % jitter', () =>
   assert.deepEqual(low, [800, 1600, 3200, 24000]);
   for (let i = 0; i < 200; i += 1) {
     const d = backoffDelay(3, opts);
-    assert.ok(d > 6400 && d <= 8000);
+    assert.ok(d >= 6400 && d <= 8000); // Math.round may reach the 20 % bound
   }
 });
 
