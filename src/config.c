@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct long_setting {
     const char *name;
@@ -78,6 +79,43 @@ static char **split_origins(const char *list)
     return out;
 }
 
+bool config_has_postgresql(void)
+{
+#ifdef HAVE_POSTGRESQL
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* libpq's URI forms; anything else is a SQLite file name. */
+static bool is_postgresql_uri(const char *db)
+{
+    return strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0;
+}
+
+/* The counters every process of one host shares (metrics.h): beside a
+ * SQLite file, since its processes are those that share that file; for
+ * PostgreSQL, whose processes may be on several hosts, a file per user on
+ * this host (under systemd's PrivateTmp, per service). Returns a string
+ * to free, or NULL when out of memory. */
+static char *default_metrics_path(enum backend backend, const char *db)
+{
+    const char *set = getenv("ORDERS_METRICS_FILE");
+    if (set && *set)
+        return strdup(set);
+    char *path = NULL;
+    int n;
+    if (backend == BACKEND_SQLITE) {
+        n = asprintf(&path, "%s-metrics", db);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        n = asprintf(&path, "%s/orders-%u.metrics", tmp && *tmp ? tmp : "/tmp",
+                     (unsigned)getuid());
+    }
+    return n < 0 ? NULL : path;
+}
+
 int config_load(struct config *cfg, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -98,7 +136,14 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     }
     const char *db = getenv("ORDERS_DB");
     if (!db || !*db) {
-        snprintf(err, errlen, "ORDERS_DB must name the SQLite database file");
+        snprintf(err, errlen, "ORDERS_DB must name the SQLite database file "
+                 "or be a postgresql:// URI");
+        return -1;
+    }
+    cfg->backend = is_postgresql_uri(db) ? BACKEND_POSTGRESQL : BACKEND_SQLITE;
+    if (cfg->backend == BACKEND_POSTGRESQL && !config_has_postgresql()) {
+        snprintf(err, errlen, "ORDERS_DB is a PostgreSQL URI, but this orders.fcgi was built "
+                 "without PostgreSQL (configure --without-postgresql)");
         return -1;
     }
 
@@ -129,6 +174,7 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     }
 
     cfg->db_path = strdup(db);
+    cfg->metrics_path = default_metrics_path(cfg->backend, db);
     cfg->tokens_file = (tokens && *tokens) ? dup_or_null(tokens) : NULL;
 
     const char *cors = getenv("ORDERS_CORS_ORIGINS");
@@ -138,7 +184,7 @@ int config_load(struct config *cfg, char *err, size_t errlen)
         else
             cfg->cors_origins = split_origins(cors);
     }
-    if (!cfg->db_path || (tokens && *tokens && !cfg->tokens_file)
+    if (!cfg->db_path || !cfg->metrics_path || (tokens && *tokens && !cfg->tokens_file)
         || (cors && *cors && !cfg->cors_any && !cfg->cors_origins)) {
         config_free(cfg);
         snprintf(err, errlen, "out of memory reading the settings");
@@ -150,6 +196,7 @@ int config_load(struct config *cfg, char *err, size_t errlen)
 void config_free(struct config *cfg)
 {
     free(cfg->db_path);
+    free(cfg->metrics_path);
     free(cfg->tokens_file);
     if (cfg->cors_origins) {
         for (char **o = cfg->cors_origins; *o; o++)

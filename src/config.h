@@ -7,8 +7,13 @@
 
 enum sync_mode { SYNC_NORMAL, SYNC_FULL };
 
+/* Where the orders and their event log live (store.h). */
+enum backend { BACKEND_SQLITE, BACKEND_POSTGRESQL };
+
 struct config {
-    char *db_path;            /* ORDERS_DB */
+    char *db_path;            /* ORDERS_DB: a SQLite file, or a PostgreSQL URI */
+    enum backend backend;     /* told by ORDERS_DB's form */
+    char *metrics_path;       /* ORDERS_METRICS_FILE, or its default */
     long poll_ms;             /* ORDERS_POLL_MS */
     long ping_s;              /* ORDERS_PING_S */
     long retry_ms;            /* ORDERS_RETRY_MS */
@@ -31,6 +36,9 @@ struct config {
  * line naming the variable into err; cfg then holds nothing to free. The
  * strings in cfg are owned by it: release them with config_free(). */
 int config_load(struct config *cfg, char *err, size_t errlen);
+
+/* True when this binary was built with PostgreSQL (configure's default). */
+bool config_has_postgresql(void);
 void config_free(struct config *cfg);
 
 #endif

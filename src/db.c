@@ -150,7 +150,7 @@ static int apply(sqlite3 *db, const struct migration *m, char *err, size_t errle
 
 int db_migrate(sqlite3 *db, char *err, size_t errlen)
 {
-    const int latest = migrations[migration_count - 1].version;
+    const int latest = migrations[migrations_count - 1].version;
     int version = 0;
     int rc = read_user_version(db, &version);
     if (rc != SQLITE_OK) {
@@ -179,7 +179,7 @@ int db_migrate(sqlite3 *db, char *err, size_t errlen)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
-    for (int i = 0; i < migration_count; i++) {
+    for (int i = 0; i < migrations_count; i++) {
         if (migrations[i].version <= version)
             continue;
         if (apply(db, &migrations[i], err, errlen)) {

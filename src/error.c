@@ -21,6 +21,7 @@ static const struct {
     [ERR_UNSUPPORTED_MEDIA_TYPE] = {415, "unsupported_media_type"},
     [ERR_VALIDATION_FAILED] = {422, "validation_failed"},
     [ERR_UNAVAILABLE] = {503, "unavailable"},
+    [ERR_WRITE_CONFLICT] = {503, "unavailable"},
     [ERR_INSUFFICIENT_STORAGE] = {507, "insufficient_storage"},
     [ERR_INTERNAL] = {500, "internal_error"},
 };

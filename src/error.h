@@ -19,6 +19,7 @@ enum error_kind {
     ERR_UNSUPPORTED_MEDIA_TYPE,
     ERR_VALIDATION_FAILED,
     ERR_UNAVAILABLE,
+    ERR_WRITE_CONFLICT,     /* a deadlock or serialization failure: run the write again */
     ERR_INSUFFICIENT_STORAGE,
     ERR_INTERNAL,
 };

@@ -1,6 +1,8 @@
 /* Reading the event log for the stream hub: noticing commits from any
- * connection of any process (PRAGMA data_version), and reading events by id
- * range with their SSE data already made. One connection, one thread. */
+ * connection of any process or host (SQLite: PRAGMA data_version, polled;
+ * PostgreSQL: LISTEN, with polling as the fallback), and reading events by
+ * id range with their SSE data already made. One connection, one thread.
+ * The backend is the one ORDERS_DB names (store_backend.h). */
 #ifndef ORDERS_EVENTLOG_H
 #define ORDERS_EVENTLOG_H
 
@@ -21,6 +23,12 @@ struct event {
 /* Returns NULL with one line in err. Free with eventlog_close(). */
 struct eventlog *eventlog_open(const struct config *cfg, char *err, size_t errlen);
 void eventlog_close(struct eventlog *log);
+
+/* A descriptor that becomes readable when the log may have changed, for
+ * the hub's epoll, or -1 when only polling tells. After a reconnection it
+ * is a new socket (*renewed set once), whatever its number: ask again
+ * after each call below. */
+int eventlog_wake_fd(struct eventlog *log, bool *renewed);
 
 /* Sets *changed when any other connection committed since the last call,
  * and also when a read of this log (eventlog_read, eventlog_bounds) failed

@@ -74,11 +74,13 @@ struct hub {
     struct eventlog *log;
     int epfd;
     int wakefd;                 /* eventfd: adoptions queued or a commit made */
+    int log_fd;                 /* the log's wake-up descriptor in epfd, or -1 */
     pthread_t thread;
     pthread_mutex_t lock;       /* guards adoptions */
     struct adoption *adoptions;
     atomic_long count;          /* open streams, adopted ones included */
     atomic_bool stopping;       /* hub_stop(): end every stream, then exit */
+    atomic_bool based;          /* the window starts at the log's real head */
     struct window win;          /* the newest events, framed; its head is the hub's */
     bool backlog;               /* the table holds events the window had no room for */
     bool push_failed;           /* out of memory framing an event: read it again */
@@ -351,6 +353,7 @@ static void rebase(struct hub *hub)
     window_free(&hub->win);
     window_init(&hub->win, head);
     hub->backlog = false;
+    atomic_store(&hub->based, true);
 }
 
 /* Reads the events committed since the last look into the window, while
@@ -641,6 +644,26 @@ static void end_all(struct hub *hub, long long now)
     }
 }
 
+/* Keeps the log's wake-up descriptor (PostgreSQL's LISTEN connection) in
+ * the epoll set: after a reconnection it is another socket, which may even
+ * have the old one's number, so a renewed one is registered again. */
+static void watch_log(struct hub *hub)
+{
+    bool renewed = false;
+    int fd = eventlog_wake_fd(hub->log, &renewed);
+    if (fd == hub->log_fd && !renewed)
+        return;
+    /* Fails when the old socket is closed already, which unregistered it. */
+    if (hub->log_fd >= 0)
+        epoll_ctl(hub->epfd, EPOLL_CTL_DEL, hub->log_fd, NULL);
+    hub->log_fd = -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &hub->log_fd};
+    if (fd >= 0 && epoll_ctl(hub->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        hub->log_fd = fd;
+    else if (fd >= 0)
+        log_db_error(hub, "cannot watch the event log's connection");
+}
+
 static void *hub_main(void *arg)
 {
     struct hub *hub = arg;
@@ -655,10 +678,14 @@ static void *hub_main(void *arg)
         if (n < 0 && errno != EINTR)
             log_db_error(hub, "epoll_wait failed");
         now = clock_monotonic_ms();
-        bool woken = false;
+        bool woken = false, notified = false;
         for (int i = 0; i < n; i++) {
             if (events[i].data.ptr == NULL) {
                 woken = true;
+                continue;
+            }
+            if (events[i].data.ptr == &hub->log_fd) {
+                notified = true;
                 continue;
             }
             struct stream *s = events[i].data.ptr;
@@ -670,7 +697,7 @@ static void *hub_main(void *arg)
             if (events[i].events & EPOLLOUT)
                 pump(hub, s, now);
         }
-        bool polled = woken || now >= next_poll;
+        bool polled = woken || notified || now >= next_poll;
         if (woken) {
             take_adoptions(hub, now);       /* reads the log too */
             next_poll = now + hub->cfg->poll_ms;
@@ -678,6 +705,12 @@ static void *hub_main(void *arg)
             read_log(hub, now);
             next_poll = now + hub->cfg->poll_ms;
         }
+        if (polled)
+            watch_log(hub);
+        /* Started while the database did not answer: no stream is taken
+         * until the window starts at the real head. */
+        if (polled && !atomic_load(&hub->based))
+            rebase(hub);
         bool more = catch_up(hub, now);
         /* A pass over every stream: after a read of the log, or when the
          * window is full, not for each stream that could write again. */
@@ -718,17 +751,21 @@ struct hub *hub_start(const struct config *cfg, struct metrics *metrics, char *e
     hub->metrics = metrics;
     hub->epfd = -1;
     hub->wakefd = -1;
+    hub->log_fd = -1;
     hub->rand_state = (unsigned)getpid() ^ (unsigned)clock_monotonic_ms();
     long long head, pruned_through;
     bool changed;
     if (!(hub->log = eventlog_open(cfg, err, errlen)))
         goto fail;
-    if (eventlog_bounds(hub->log, &head, &pruned_through) != 0
-        || eventlog_changed(hub->log, &changed) != 0) {
-        snprintf(err, errlen, "cannot read the event log");
-        goto fail;
+    /* A PostgreSQL server may not answer yet: the hub starts anyway, and
+     * takes streams once it has read the log's head (rebase). */
+    if (eventlog_bounds(hub->log, &head, &pruned_through) == 0
+        && eventlog_changed(hub->log, &changed) == 0) {
+        window_init(&hub->win, head);
+        atomic_store(&hub->based, true);
+    } else {
+        window_init(&hub->win, 0);
     }
-    window_init(&hub->win, head);
     hub->epfd = epoll_create1(EPOLL_CLOEXEC);
     hub->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -737,6 +774,7 @@ struct hub *hub_start(const struct config *cfg, struct metrics *metrics, char *e
         snprintf(err, errlen, "cannot set up epoll for the stream hub: %s", strerror(errno));
         goto fail;
     }
+    watch_log(hub);
     if (pthread_mutex_init(&hub->lock, NULL) != 0
         || pthread_create(&hub->thread, NULL, hub_main, hub) != 0) {
         snprintf(err, errlen, "cannot start the stream hub thread");
@@ -768,6 +806,8 @@ int hub_adopt(struct hub *hub, FCGX_Request *req, struct stream_request *sr, str
 {
     if (atomic_load(&hub->stopping))
         return error_set(err, ERR_UNAVAILABLE, "the service is restarting, try again");
+    if (!atomic_load(&hub->based))
+        return error_set(err, ERR_UNAVAILABLE, "the event log cannot be read yet, try again");
     if (atomic_fetch_add(&hub->count, 1) >= hub->cfg->max_streams) {
         atomic_fetch_sub(&hub->count, 1);
         return error_set(err, ERR_UNAVAILABLE, "too many open streams, try again later");

@@ -272,32 +272,20 @@ static struct worker *new_worker(struct service *svc)
     return w;
 }
 
-/* Creates the database file if needed and brings its schema up to date. */
-static void migrate(const struct config *cfg)
-{
-    char err[256];
-    sqlite3 *db = db_open(cfg, 1, err, sizeof err);
-    if (!db)
-        die(err);
-    if (db_migrate(db, err, sizeof err) != 0) {
-        sqlite3_close(db);
-        die(err);
-    }
-    if (sqlite3_close(db) != SQLITE_OK)
-        die("cannot close the database after migrating it");
-}
-
-/* The counters every process of this database shares: <ORDERS_DB>-metrics,
- * with the database file's permissions (metrics.h). */
+/* The counters every process of this host shares (metrics.h): beside a
+ * SQLite file with its permissions, since whoever may read the database may
+ * read them; for PostgreSQL, private to the service's user. */
 static struct metrics *open_metrics(const struct config *cfg)
 {
-    char err[512], path[4096];
+    char err[512];
+    mode_t mode = 0600;
     struct stat st;
-    if (stat(cfg->db_path, &st) != 0)
-        die("cannot stat ORDERS_DB after migrating it");
-    if ((size_t)snprintf(path, sizeof path, "%s-metrics", cfg->db_path) >= sizeof path)
-        die("ORDERS_DB is too long a path");
-    struct metrics *m = metrics_open(path, st.st_mode & 0666, err, sizeof err);
+    if (cfg->backend == BACKEND_SQLITE) {
+        if (stat(cfg->db_path, &st) != 0)
+            die("cannot stat ORDERS_DB after migrating it");
+        mode = st.st_mode & 0666;
+    }
+    struct metrics *m = metrics_open(cfg->metrics_path, mode, err, sizeof err);
     if (!m)
         die(err);
     return m;
@@ -377,7 +365,7 @@ static void usage(FILE *to)
           "  Started by a FastCGI web server (or spawn-fcgi) with the listening\n"
           "  socket on fd 0, or by systemd socket activation (LISTEN_FDS=1, fd 3);\n"
           "  settings come from ORDERS_* environment variables.\n"
-          "  --migrate  create or upgrade the database in ORDERS_DB, then exit\n"
+          "  --migrate  create or upgrade the database ORDERS_DB names, then exit\n"
           "  --help     print this and exit; see orders.fcgi(8)\n",
           to);
 }
@@ -405,7 +393,8 @@ int main(int argc, char **argv)
         die("SQLite was built without thread support");
     if (db_configure() != 0)
         die("cannot configure SQLite before its first use");
-    migrate(&cfg);
+    if (store_migrate(&cfg, !migrate_only, err, sizeof err) != 0)
+        die(err);
     if (migrate_only)
         return 0;
 

@@ -289,10 +289,12 @@ static int list_events(struct call *c)
 static int health(struct call *c)
 {
     long long head;
+    const char *backend = store_backend_name(c->w->store);
     if (store_head(c->w->store, &head, &c->err))
-        return error_set(&c->err, ERR_UNAVAILABLE, "the database does not answer");
-    buf_printf(&c->reply.body, "{\"status\":\"ok\",\"lastEventId\":%lld,\"streams\":%ld}", head,
-               hub_stream_count(c->w->svc->hub));
+        return error_set(&c->err, ERR_UNAVAILABLE, "the database (%s) does not answer", backend);
+    buf_printf(&c->reply.body, "{\"status\":\"ok\",\"lastEventId\":%lld,\"streams\":%ld,"
+               "\"backend\":\"%s\",\"database\":\"reachable\"}", head,
+               hub_stream_count(c->w->svc->hub), backend);
     set_json(c, 200);
     return 0;
 }
@@ -484,6 +486,7 @@ void routes_handle(struct worker *w, FCGX_Request *req)
             reply_header(&c.reply, "WWW-Authenticate", "Bearer realm=\"orders\"");
             break;
         case ERR_UNAVAILABLE:
+        case ERR_WRITE_CONFLICT:
         case ERR_INSUFFICIENT_STORAGE:
             reply_header(&c.reply, "Retry-After", "1");
             break;

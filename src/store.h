@@ -1,11 +1,12 @@
-/* The orders and their event log in SQLite: every read and write the API
- * makes, as prepared statements owned by one connection. A store belongs to
- * one thread at a time: the writer's is used by whichever thread leads the
- * group commit (writes.c).
- * Writes run inside a write transaction (store_write_begin, BEGIN
- * IMMEDIATE), each in a savepoint of its own when several share one; the
- * events they cause are appended by the schema's triggers inside the same
- * transaction. */
+/* The orders and their event log: every read and write the API makes, on
+ * one connection to the database. Two backends implement it, SQLite (a
+ * file, store_sqlite.c) and PostgreSQL (a URI, store_pg.c), chosen by
+ * ORDERS_DB; store_backend.h is the seam. A store belongs to one thread at
+ * a time: the writer's is used by whichever thread leads the group commit
+ * (writes.c).
+ * Writes run inside a write transaction (store_write_begin), each in a
+ * savepoint of its own when several share one; the events they cause are
+ * appended by the schema's triggers inside the same transaction. */
 #ifndef ORDERS_STORE_H
 #define ORDERS_STORE_H
 
@@ -21,10 +22,20 @@
 
 struct store;
 
-/* Opens a connection to the migrated database and prepares its statements.
- * Returns NULL with one line in err. Free with store_close(). */
+/* Creates the database or brings its schema up to date. At start
+ * (at_start), a PostgreSQL server that does not answer is logged, not
+ * fatal: requests get 503 until it answers, and the first connection then
+ * migrates. Returns 0, or -1 with one line in err. */
+int store_migrate(const struct config *cfg, bool at_start, char *err, size_t errlen);
+
+/* Opens a connection to the migrated database and prepares its statements
+ * (PostgreSQL: when it first answers). Returns NULL with one line in err.
+ * Free with store_close(). */
 struct store *store_open(const struct config *cfg, char *err, size_t errlen);
 void store_close(struct store *s);
+
+/* "sqlite" or "postgresql". */
+const char *store_backend_name(const struct store *s);
 
 /* The JSON document of one order, as sent to clients. */
 struct order_doc {
@@ -44,11 +55,11 @@ int store_get(struct store *s, const char *id, struct order_doc *doc, struct buf
 int store_list(struct store *s, const char *status, long long after_seq, int limit,
                struct buf *out, struct error *err);
 
-/* The write transaction. Within one process one write transaction runs at
- * a time, whatever the connection: store_write_begin() waits for that turn
- * and then for SQLite's lock, until deadline_ms (clock_monotonic_ms), and
- * fails with 503 unavailable after it. A successful begin is ended by
- * exactly one store_write_commit() or store_write_rollback(). */
+/* The write transaction. Write transactions take turns, across processes
+ * and hosts: store_write_begin() waits for the turn until deadline_ms
+ * (clock_monotonic_ms) and fails with 503 unavailable after it. A
+ * successful begin is ended by exactly one store_write_commit() or
+ * store_write_rollback(). */
 int store_write_begin(struct store *s, long long deadline_ms, struct error *err);
 int store_write_commit(struct store *s, struct error *err);
 void store_write_rollback(struct store *s);
@@ -56,10 +67,10 @@ void store_write_rollback(struct store *s);
 /* True while this process's write transaction has been kept waiting by
  * another process's lock for 500 ms or more: longer than two processes
  * taking turns at writing ever wait. */
-bool store_write_blocked(void);
+bool store_write_blocked(struct store *s);
 
-/* False once an error (a full disk, an I/O error) made SQLite roll the
- * whole write transaction back. */
+/* False once an error (a full disk, an I/O error, a lost connection) has
+ * lost the whole write transaction, which the caller then rolls back. */
 bool store_write_open(struct store *s);
 
 /* One write's changes inside the transaction: begun, kept (release), or
@@ -98,9 +109,10 @@ int store_head(struct store *s, long long *head, struct error *err);
  * number of events deleted, or -1. */
 long long store_prune(struct store *s, long long retain, struct error *err);
 
-/* Copies the WAL into the database as far as readers allow, without
- * waiting for anyone (a passive checkpoint). One that finds another
- * checkpoint running leaves the work to it and returns 0. */
+/* SQLite: copies the WAL into the database as far as readers allow,
+ * without waiting for anyone (a passive checkpoint). One that finds another
+ * checkpoint running leaves the work to it and returns 0. PostgreSQL
+ * checkpoints by itself: nothing to do. */
 int store_checkpoint(struct store *s, struct error *err);
 
 #endif

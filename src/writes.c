@@ -11,6 +11,10 @@
 /* How often a queued write checks whether it should leave (writes_apply). */
 #define SHED_CHECK_MS 100
 
+/* How many times a write that met another one (a deadlock or serialization
+ * failure, PostgreSQL's way to refuse one of two) runs in all. */
+#define WRITE_ATTEMPTS 5
+
 /* A write on its way, on the stack of the thread that waits for it. Its
  * state moves QUEUED -> TAKEN (in a group) -> DONE, under writes.lock; a
  * QUEUED write may leave the queue when its deadline passes, a TAKEN one
@@ -22,6 +26,7 @@ struct pending {
     enum { QUEUED, TAKEN, DONE } state;
     int rc;                     /* 0, or -1 with req->err set */
     bool lock_timeout;          /* failed: its deadline passed waiting for the lock */
+    bool again;                 /* runs again: it met another write (retry_conflicts) */
     pthread_cond_t wake;        /* signalled when DONE, or when it may lead */
     struct pending *next;
 };
@@ -85,12 +90,19 @@ static int run_one(struct store *s, const struct write_request *r)
     return error_set(r->err, ERR_INTERNAL, "unknown write");
 }
 
+/* Whether p is still to run in this pass of its group: every write on the
+ * first pass, then those that run again. */
+static bool runs(const struct pending *p, bool retrying)
+{
+    return p->rc == 0 && (!retrying || p->again);
+}
+
 /* The transaction that held the group is gone: every write of it that
  * had not failed on its own fails with err, and none is kept. */
-static void fail_group(struct pending *group, const struct error *err)
+static void fail_group(struct pending *group, bool retrying, const struct error *err)
 {
     for (struct pending *p = group; p; p = p->next) {
-        if (p->rc == 0) {
+        if (runs(p, retrying)) {
             *p->req->err = *err;
             p->rc = -1;
         }
@@ -102,12 +114,12 @@ static void fail_group(struct pending *group, const struct error *err)
  * passes, the writes whose time is up fail and the rest wait on to the
  * next. Returns 0 with the transaction open and only live writes at rc 0,
  * or -1 when no write is left to run. */
-static int begin_group(struct store *s, struct pending *group)
+static int begin_group(struct store *s, struct pending *group, bool retrying)
 {
     for (;;) {
         long long now = clock_monotonic_ms(), deadline = 0;
         for (struct pending *p = group; p; p = p->next) {
-            if (p->rc != 0)
+            if (!runs(p, retrying))
                 continue;
             if (p->deadline_ms <= now) {
                 p->rc = error_set(p->req->err, ERR_UNAVAILABLE, "the database is busy, try again");
@@ -122,35 +134,40 @@ static int begin_group(struct store *s, struct pending *group)
         if (store_write_begin(s, deadline, &err) == 0)
             return 0;
         if (err.kind != ERR_UNAVAILABLE || clock_monotonic_ms() < deadline) {
-            fail_group(group, &err);
+            fail_group(group, retrying, &err);
             return -1;
         }
     }
 }
 
 /* Runs the group in one transaction, each write in a savepoint of its own
- * when there are several, so that a refused one is undone alone. */
-static void run_group(struct store *s, struct pending *group)
+ * when there are several, so that a refused one is undone alone. On a
+ * retrying pass, only the writes marked to run again run. */
+static void run_group(struct store *s, struct pending *group, bool retrying)
 {
-    if (begin_group(s, group))
+    if (begin_group(s, group, retrying))
         return;
-    bool savepoints = group->next != NULL;
+    int count = 0;
+    for (struct pending *p = group; p; p = p->next)
+        count += runs(p, retrying);
+    bool savepoints = count > 1;
     int kept = 0;
     for (struct pending *p = group; p; p = p->next) {
-        if (p->rc != 0)
+        if (!runs(p, retrying))
             continue;
         p->rc = savepoints && store_savepoint(s, p->req->err) ? -1 : run_one(s, p->req);
         if (!store_write_open(s)) {
-            /* SQLite rolled everything back (a full disk, an I/O error):
-             * the writes before this one are lost with it. */
-            fail_group(group, p->req->err);
+            /* The database lost the whole transaction (SQLite: a full
+             * disk, an I/O error; PostgreSQL: any failed statement outside
+             * a savepoint): the writes before this one are lost with it. */
+            fail_group(group, retrying, p->req->err);
             store_write_rollback(s);
             return;
         }
         if (savepoints) {
             struct error err;
             if ((p->rc ? store_savepoint_undo(s, &err) : store_savepoint_release(s, &err)) != 0) {
-                fail_group(group, &err);
+                fail_group(group, retrying, &err);
                 store_write_rollback(s);
                 return;
             }
@@ -163,7 +180,24 @@ static void run_group(struct store *s, struct pending *group)
     }
     struct error err;
     if (store_write_commit(s, &err) != 0)
-        fail_group(group, &err);
+        fail_group(group, retrying, &err);
+}
+
+/* Marks the writes that met another write, and have time left, to run
+ * again in a transaction of their own: the one they were in still held
+ * what the other write waits for. Returns whether there is any. */
+static bool retry_conflicts(struct pending *group)
+{
+    long long now = clock_monotonic_ms();
+    bool any = false;
+    for (struct pending *p = group; p; p = p->next) {
+        p->again = p->rc != 0 && p->req->err->kind == ERR_WRITE_CONFLICT && p->deadline_ms > now;
+        if (p->again) {
+            p->rc = 0;
+            any = true;
+        }
+    }
+    return any;
 }
 
 /* Called with w->lock held, by the thread of self, which is at the head
@@ -181,7 +215,9 @@ static void lead(struct writes *w, struct pending *self)
         p->state = TAKEN;
     pthread_mutex_unlock(&w->lock);
 
-    run_group(w->store, group);
+    run_group(w->store, group, false);
+    for (int attempt = 1; attempt < WRITE_ATTEMPTS && retry_conflicts(group); attempt++)
+        run_group(w->store, group, true);
 
     pthread_mutex_lock(&w->lock);
     int committed = 0;
@@ -238,7 +274,7 @@ int writes_apply(struct writes *w, const struct write_request *r)
     if (pthread_cond_init(&self.wake, &w->wake_attr) != 0)
         return error_set(r->err, ERR_INTERNAL, "out of memory");
     pthread_mutex_lock(&w->lock);
-    if (w->waiting >= w->max_waiters && store_write_blocked()) {
+    if (w->waiting >= w->max_waiters && store_write_blocked(w->store)) {
         pthread_mutex_unlock(&w->lock);
         pthread_cond_destroy(&self.wake);
         metrics_add(w->metrics, MX_DB_LOCK_TIMEOUTS, 1);
@@ -273,7 +309,7 @@ int writes_apply(struct writes *w, const struct write_request *r)
         if (self.state != QUEUED)
             continue;
         bool late = clock_monotonic_ms() >= self.deadline_ms;
-        if (late || (w->waiting > w->max_waiters && store_write_blocked())) {
+        if (late || (w->waiting > w->max_waiters && store_write_blocked(w->store))) {
             unqueue(w, &self);
             self.rc = late ? error_set(r->err, ERR_UNAVAILABLE, "the database is busy, try again")
                            : refuse_crowded(r->err);

@@ -33,7 +33,7 @@ teardown() {
 	orders_test_teardown
 }
 
-@test "GET /health: 200 {status,lastEventId,streams}" { case_health; }
+@test "GET /health: 200 {status,lastEventId,streams,backend,database}" { case_health; }
 @test "no CORS headers when ORDERS_CORS_ORIGINS is unset" { case_no_cors_headers_by_default; }
 @test "unknown routes: 404 not_found" { case_unknown_routes; }
 @test "POST /orders: 201, Location, ETag, row and order.created event" { case_create_minimal; }

@@ -4,7 +4,7 @@
 set -eu
 
 packages="autoconf automake make gcc pkg-config
-libfcgi-dev libsqlite3-dev libjson-c-dev zlib1g-dev sqlite3
+libfcgi-dev libsqlite3-dev libjson-c-dev zlib1g-dev sqlite3 libpq-dev postgresql
 lighttpd apache2 libapache2-mod-fcgid nginx spawn-fcgi
 bats bats-assert bats-support curl jq chromium python3 procps iproute2 mandoc prometheus
 clang libclang-rt-14-dev

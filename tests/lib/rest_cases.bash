@@ -139,7 +139,7 @@ case_health() {
 	assert_status 200
 	assert_json_ct
 	assert_compact
-	assert_json_eq "{\"status\":\"ok\",\"lastEventId\":$(db_head),\"streams\":0}"
+	assert_json_eq "{\"status\":\"ok\",\"lastEventId\":$(db_head),\"streams\":0,\"backend\":\"${ORDERS_TEST_BACKEND:-sqlite}\",\"database\":\"reachable\"}"
 }
 
 case_no_cors_headers_by_default() {
@@ -1398,7 +1398,7 @@ case_battery_end() {
 case_final_health() {
 	api GET /api/v1/health
 	assert_status 200
-	assert_json_eq "{\"status\":\"ok\",\"lastEventId\":$(db_head),\"streams\":0}"
+	assert_json_eq "{\"status\":\"ok\",\"lastEventId\":$(db_head),\"streams\":0,\"backend\":\"${ORDERS_TEST_BACKEND:-sqlite}\",\"database\":\"reachable\"}"
 	[[ $(db "SELECT count(*) FROM orders WHERE id NOT GLOB 'ord_[0-9][0-9][0-9][0-9][0-9]*'") == 0 ]] ||
 		fail "ids without the ord_NNNNN shape in the table"
 }
