@@ -5,7 +5,7 @@ set -eu
 
 packages="autoconf automake make gcc pkg-config
 libfcgi-dev libsqlite3-dev libjson-c-dev zlib1g-dev sqlite3
-lighttpd apache2 libapache2-mod-fcgid nginx spawn-fcgi
+lighttpd apache2 libapache2-mod-fcgid nginx spawn-fcgi postgresql
 bats bats-assert bats-support curl jq chromium python3 procps iproute2 mandoc prometheus
 clang libclang-rt-14-dev
 dpkg-dev debhelper fakeroot build-essential lintian systemd"
