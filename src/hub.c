@@ -86,7 +86,8 @@ struct hub {
     bool push_failed;           /* out of memory framing an event: read it again */
     struct stream *streams;
     long replaying;             /* streams that are not live: catch_up() has work */
-    long long db_error_logged_ms;
+    long long error_logged_ms;  /* log_hub_error */
+    bool db_failing;            /* an outage of the database is logged */
     unsigned rand_state;
 };
 
@@ -127,13 +128,29 @@ static void arm_write(struct hub *hub, struct stream *s, bool on)
         s->want_write = on;
 }
 
-static void log_db_error(struct hub *hub, const char *what)
+/* Failures of the hub's own machinery: at most one line per 10 s. */
+static void log_hub_error(struct hub *hub, const char *what)
 {
     long long now = clock_monotonic_ms();
-    if (now - hub->db_error_logged_ms < 10000)
+    if (now - hub->error_logged_ms < 10000)
         return;
-    hub->db_error_logged_ms = now;
+    hub->error_logged_ms = now;
+    fprintf(stderr, "orders: stream hub: %s\n", what);
+}
+
+/* The database's: one line per outage, however long (the poll retries
+ * every ORDERS_POLL_MS); db_answered() ends the outage. */
+static void log_db_error(struct hub *hub, const char *what)
+{
+    if (hub->db_failing)
+        return;
+    hub->db_failing = true;
     fprintf(stderr, "orders: stream hub: %s; streams stay open and catch up later\n", what);
+}
+
+static void db_answered(struct hub *hub)
+{
+    hub->db_failing = false;
 }
 
 /* Appends response body bytes to the stream's own bytes, through gzip when
@@ -350,6 +367,7 @@ static void rebase(struct hub *hub)
         log_db_error(hub, "the database did not answer");
         return;
     }
+    db_answered(hub);
     window_free(&hub->win);
     window_init(&hub->win, head);
     hub->backlog = false;
@@ -369,8 +387,10 @@ static void read_log(struct hub *hub, long long now)
         log_db_error(hub, "the database did not answer");
         return;
     }
-    if (!changed && !hub->backlog)
+    if (!changed && !hub->backlog) {
+        db_answered(hub);
         return;
+    }
     hub->backlog = true;
     while (hub->win.bytes < WINDOW_BUDGET) {
         hub->push_failed = false;
@@ -380,9 +400,10 @@ static void read_log(struct hub *hub, long long now)
             break;
         }
         if (hub->push_failed) {
-            log_db_error(hub, "out of memory framing events");
+            log_hub_error(hub, "out of memory framing events");
             break;
         }
+        db_answered(hub);
         if (n < READ_BATCH) {
             hub->backlog = false;
             break;
@@ -543,7 +564,7 @@ static void take_adoptions(struct hub *hub, long long now)
 {
     uint64_t count;
     if (read(hub->wakefd, &count, sizeof count) < 0 && errno != EAGAIN)
-        log_db_error(hub, "reading the wake-up eventfd failed");
+        log_hub_error(hub, "reading the wake-up eventfd failed");
     pthread_mutex_lock(&hub->lock);
     struct adoption *list = hub->adoptions;
     hub->adoptions = NULL;
@@ -661,7 +682,7 @@ static void watch_log(struct hub *hub)
     if (fd >= 0 && epoll_ctl(hub->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
         hub->log_fd = fd;
     else if (fd >= 0)
-        log_db_error(hub, "cannot watch the event log's connection");
+        log_hub_error(hub, "cannot watch the event log's connection");
 }
 
 static void *hub_main(void *arg)
@@ -676,7 +697,7 @@ static void *hub_main(void *arg)
             wait = next_tick - now;
         int n = epoll_wait(hub->epfd, events, EPOLL_BATCH, wait > 0 ? (int)wait : 0);
         if (n < 0 && errno != EINTR)
-            log_db_error(hub, "epoll_wait failed");
+            log_hub_error(hub, "epoll_wait failed");
         now = clock_monotonic_ms();
         bool woken = false, notified = false;
         for (int i = 0; i < n; i++) {

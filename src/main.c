@@ -240,7 +240,10 @@ static void *pruner_main(void *arg)
     struct worker *w = arg;
     while (!is_stopping()) {
         struct error err;
-        if (store_prune(w->store, w->svc->cfg->retain_events, &err) < 0)
+        /* A database that is busy or does not answer is tried again in
+         * a second; the store logs an outage once itself. */
+        if (store_prune(w->store, w->svc->cfg->retain_events, &err) < 0
+            && err.kind != ERR_UNAVAILABLE)
             fprintf(stderr, "orders: pruning the event log failed: %s\n", err.message);
         for (int slept = 0; slept < PRUNE_INTERVAL_MS && !is_stopping();
              slept += CHECKPOINT_INTERVAL_MS) {
