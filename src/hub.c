@@ -74,7 +74,8 @@ struct hub {
     struct eventlog *log;
     int epfd;
     int wakefd;                 /* eventfd: adoptions queued or a commit made */
-    int log_fd;                 /* the log's wake-up descriptor in epfd, or -1 */
+    int log_fd;                 /* the log's wake-up descriptor in epfd, or -1; its
+                                 * epoll data is &log_fd */
     pthread_t thread;
     pthread_mutex_t lock;       /* guards adoptions */
     struct adoption *adoptions;
@@ -666,17 +667,19 @@ static void end_all(struct hub *hub, long long now)
 }
 
 /* Keeps the log's wake-up descriptor (PostgreSQL's LISTEN connection) in
- * the epoll set: after a reconnection it is another socket, which may even
- * have the old one's number, so a renewed one is registered again. */
+ * the epoll set. A lost connection's socket is closed, which takes it out
+ * of the set by itself: it is never removed here, since its number may
+ * already belong to a stream's socket. A new connection's socket, whatever
+ * its number, is added. */
 static void watch_log(struct hub *hub)
 {
     bool renewed = false;
     int fd = eventlog_wake_fd(hub->log, &renewed);
-    if (fd == hub->log_fd && !renewed)
+    if (!renewed) {
+        if (fd < 0)
+            hub->log_fd = -1;
         return;
-    /* Fails when the old socket is closed already, which unregistered it. */
-    if (hub->log_fd >= 0)
-        epoll_ctl(hub->epfd, EPOLL_CTL_DEL, hub->log_fd, NULL);
+    }
     hub->log_fd = -1;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &hub->log_fd};
     if (fd >= 0 && epoll_ctl(hub->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
