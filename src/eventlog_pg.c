@@ -133,8 +133,10 @@ static int el_bounds(struct eventlog *base, long long *head, long long *pruned_t
     return rc;
 }
 
-/* Drains the notifications that have arrived. Returns how many, or -1
- * when the connection is lost. */
+/* Drains the notifications that have arrived; each carries the id of the
+ * event it announces, which moves seen_head, so that the next check of
+ * the head does not report them again. Returns how many, or -1 when the
+ * connection is lost. */
 static int take_notifications(struct pg_eventlog *log)
 {
     if (!PQconsumeInput(log->link.conn)) {
@@ -145,6 +147,9 @@ static int take_notifications(struct pg_eventlog *log)
     int n = 0;
     PGnotify *note;
     while ((note = PQnotifies(log->link.conn))) {
+        long long id = strtoll(note->extra, NULL, 10);
+        if (id > log->seen_head)
+            log->seen_head = id;
         PQfreemem(note);
         n++;
     }
