@@ -97,18 +97,24 @@ static int el_wake_fd(struct eventlog *base, bool *renewed)
     return log->link.conn ? PQsocket(log->link.conn) : -1;
 }
 
+/* Runs a prepared read; on a connection the server closed meanwhile, once
+ * more on a new one (pg.h). */
 static PGresult *run(struct pg_eventlog *log, int which, int nparams, const char *const *params)
 {
     char name[8];
     snprintf(name, sizeof name, "e%d", which);
-    PGresult *res = PQexecPrepared(log->link.conn, name, nparams, params, NULL, NULL, 0);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK)
-        return res;
-    struct error err;
-    pg_error(&log->link, res, &err);
-    PQclear(res);
-    log->read_failed = true;
-    return NULL;
+    for (int attempt = 0;; attempt++) {
+        PGresult *res = PQexecPrepared(log->link.conn, name, nparams, params, NULL, NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+            return res;
+        bool again = attempt == 0 && pg_link_lost(&log->link);
+        struct error err;
+        pg_error(&log->link, res, &err);
+        PQclear(res);
+        log->read_failed = true;
+        if (!again || ready(log))
+            return NULL;
+    }
 }
 
 static int el_bounds(struct eventlog *base, long long *head, long long *pruned_through)
@@ -162,7 +168,8 @@ static int el_changed(struct eventlog *base, bool *changed)
     if (ready(log))
         return -1;
     int notes = take_notifications(log);
-    if (notes < 0)
+    /* Lost while idle (a restart): a new connection reads what it missed. */
+    if (notes < 0 && (ready(log) || (notes = take_notifications(log)) < 0))
         return -1;
     bool moved = false;
     long long now = clock_monotonic_ms();

@@ -134,12 +134,17 @@ static bool state_is(const char *state, const char *prefix)
     return strncmp(state, prefix, strlen(prefix)) == 0;
 }
 
+bool pg_link_lost(const struct pg_link *link)
+{
+    return !link->conn || PQstatus(link->conn) != CONNECTION_OK;
+}
+
 int pg_error(struct pg_link *link, const PGresult *res, struct error *err)
 {
-    if (!link->conn || PQstatus(link->conn) != CONNECTION_OK) {
-        char why[200];
-        first_line(link->conn, why, sizeof why);
-        note_down(why);
+    /* Not logged: a server that restarted closes every connection, and
+     * only a failed attempt to connect again tells that it does not
+     * answer (pg_link_ready). */
+    if (pg_link_lost(link)) {
         pg_link_close(link);
         return error_set(err, ERR_UNAVAILABLE, "the database does not answer, try again");
     }

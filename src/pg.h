@@ -35,6 +35,12 @@ void pg_link_close(struct pg_link *link);
  * statements on. */
 int pg_link_ready(struct pg_link *link, struct error *err);
 
+/* True when the connection is gone. One the server closed while it sat
+ * idle (a restart, an idle timeout) looks alive until a statement fails on
+ * it: a statement outside any transaction is then run again on a new
+ * connection, once. */
+bool pg_link_lost(const struct pg_link *link);
+
 /* Fills err from a failed call (res may be NULL: no result at all) and
  * returns -1. A lost connection is closed (the next pg_link_ready opens
  * another) and becomes 503 unavailable, as do a lock or statement timeout

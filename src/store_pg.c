@@ -168,13 +168,18 @@ static PGresult *run(struct pg_store *s, enum stmt_id which, int nparams,
 {
     char name[8];
     name_of(which, name);
-    PGresult *res = PQexecPrepared(s->link.conn, name, nparams, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-        return res;
-    pg_error(&s->link, res, err);
-    PQclear(res);
-    return NULL;
+    bool alone = s->link.conn && PQtransactionStatus(s->link.conn) == PQTRANS_IDLE;
+    for (int attempt = 0;; attempt++) {
+        PGresult *res = PQexecPrepared(s->link.conn, name, nparams, params, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+            return res;
+        bool again = alone && attempt == 0 && pg_link_lost(&s->link);
+        pg_error(&s->link, res, err);
+        PQclear(res);
+        if (!again || ready(s, err))
+            return NULL;
+    }
 }
 
 /* Runs statements that return nothing the caller needs. */
@@ -277,9 +282,15 @@ static int write_begin(struct store *base, long long deadline_ms, struct error *
              "SELECT head FROM event_log_state FOR UPDATE", left);
     atomic_store(&turn_wait_since_ms, now);
     PGresult *res = PQexec(s->link.conn, sql);
+    /* The connection may have been closed by the server while idle. */
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && pg_link_lost(&s->link)) {
+        PQclear(res);
+        pg_link_close(&s->link);
+        res = ready(s, err) ? NULL : PQexec(s->link.conn, sql);
+    }
     atomic_store(&turn_wait_since_ms, 0);
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
+    if (!ok && res)
         pg_error(&s->link, res, err);
     PQclear(res);
     if (ok)

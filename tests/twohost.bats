@@ -173,7 +173,6 @@ etag_of() { hdr ETag; }
 }
 
 @test "once PostgreSQL is back after a restart, no request on either host gets 503" {
-	skip "responder bug: after a PostgreSQL restart every worker thread whose connection died answers its next request 503 and logs the outage again, however long after"
 	local h r bad=() outage codes
 	local -A lines=()
 	for h in A B; do
