@@ -25,7 +25,15 @@
 #                            worker processes (default 2)
 #   BENCH_THREADS  ORDERS_THREADS for the responder (default: unset, its own default)
 #   BENCH_ORDERS   orders seeded into each database (default 10000)
-#   BENCH_SYNC     ORDERS_SYNC for ours / SQLITE_SYNCHRONOUS for the peer (default normal)
+#   BENCH_SYNC     ORDERS_SYNC for ours / SQLITE_SYNCHRONOUS for the peer (default normal);
+#                  SQLite only
+#   BENCH_BACKEND  ours' store, space-separated (default "sqlite"): sqlite, postgresql
+#                  (a throwaway cluster, see bench/pg.sh: fsync on, synchronous_commit
+#                  BENCH_PG_SYNC_COMMIT (default on), shared_buffers 256MB)
+#   BENCH_HOSTS    "hosts" per set, space-separated (default 1): 2 starts two front end +
+#                  responder sets on two ports over one PostgreSQL database, loaded by
+#                  two wrk at once (half of -c each); postgresql only
+#   BENCH_PG_SYNC_COMMIT, BENCH_PG_SHARED_BUFFERS, BENCH_PG_SETTINGS: see bench/pg.sh
 #   PEER_NPM_CACHE directory in which to keep the peer's `npm ci` result between runs,
 #                  keyed by its package-lock.json (default: none, fresh `npm ci` each run)
 #   LIGHTTPD       lighttpd binary (default: lighttpd on PATH, else /usr/sbin/lighttpd)
@@ -55,6 +63,8 @@ NGINX_WORKERS=${NGINX_WORKERS:-2}
 BENCH_THREADS=${BENCH_THREADS:-}
 BENCH_ORDERS=${BENCH_ORDERS:-10000}
 BENCH_SYNC=${BENCH_SYNC:-normal}
+BENCH_BACKEND=${BENCH_BACKEND:-sqlite}
+BENCH_HOSTS=${BENCH_HOSTS:-1}
 PEER_NPM_CACHE=${PEER_NPM_CACHE:-}
 export BENCH_ORDERS
 
@@ -74,6 +84,16 @@ case $BENCH_ORDERS in ''|*[!0-9]*) die "BENCH_ORDERS must be a positive integer"
 for p in $BENCH_PROCS; do case $p in ''|*[!0-9]*|0) die "BENCH_PROCS: bad value '$p'" ;; esac; done
 for t in $BENCH_TESTS; do case $t in get|patch) ;; *) die "BENCH_TESTS: unknown test '$t'" ;; esac; done
 for f in $BENCH_FRONTS; do case $f in lighttpd|nginx) ;; *) die "BENCH_FRONTS: unknown front end '$f'" ;; esac; done
+for b in $BENCH_BACKEND; do case $b in sqlite|postgresql) ;; *) die "BENCH_BACKEND: unknown backend '$b' (sqlite, postgresql)" ;; esac; done
+for h in $BENCH_HOSTS; do case $h in 1|2) ;; *) die "BENCH_HOSTS: bad value '$h' (1 or 2)" ;; esac; done
+if [[ " $BENCH_HOSTS " == *" 2 "* && " $BENCH_BACKEND " != *" postgresql "* ]]; then
+  die "BENCH_HOSTS=2 needs BENCH_BACKEND=postgresql (SQLite serves one host)"
+fi
+use_pg=0; [[ " $BENCH_BACKEND " == *" postgresql "* && " $BENCH_SERVERS " == *" ours "* ]] && use_pg=1
+if [ "$use_pg" = 1 ]; then
+  # shellcheck source=bench/pg.sh
+  source "$here/pg.sh"
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/orders-bench.XXXXXX")
 out="$BENCH_OUT/rest-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -84,7 +104,7 @@ hz=$(getconf CLK_TCK)
 # Every server we start is recorded here and stopped (by PID) on exit.
 started=()
 mon=""         # the RSS sampler of the run in progress
-wrk_pid=""     # the wrk in progress
+wrk_pid=""     # the wrk(s) in progress
 # wrk in the background + wait, so that a signal stops the script at once.
 run_wrk() { wrk "$@" & wrk_pid=$!; wait "$wrk_pid" || true; wrk_pid=""; }
 stop_pid() {   # $1 = pid: TERM, wait up to 5 s, then KILL
@@ -99,12 +119,14 @@ cleanup() {
   local pid kids
   set +e
   [ -n "$mon" ] && kill "$mon" 2>/dev/null
-  [ -n "$wrk_pid" ] && kill "$wrk_pid" 2>/dev/null
+  # shellcheck disable=SC2086
+  [ -n "$wrk_pid" ] && kill $wrk_pid 2>/dev/null   # one per host
   for pid in "${started[@]}"; do
     kids=$(children_of "$pid")        # lighttpd's responders: stop them too
     stop_pid "$pid"
     for k in $kids; do stop_pid "$k"; done
   done
+  [ "$use_pg" = 1 ] && bench_pg_stop   # after its clients: a fast shutdown, by its data directory
   if [ "${KEEP_TMP:-0}" = 1 ]; then echo "temporary files kept in $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -149,7 +171,7 @@ ticks() {      # utime + stime (all threads) of the given pids, summed
 
 # ---------------------------------------------------------------- servers
 # Per server name: URL, "app" pids (node, or the responders) and "front" pid (lighttpd).
-declare -A URL APP_PIDS FRONT_PID LABEL
+declare -A URL URLS APP_PIDS FRONT_PID LABEL NHOSTS FRONT_KIND BACKEND
 servers=()
 
 start_peer() {
@@ -195,7 +217,8 @@ start_peer() {
     cat "$out/peer-server.log" >&2; die "peer did not come up on port $port"
   done
   kill -0 "$pid" 2>/dev/null || die "peer did not come up: no free port after 5 tries"
-  servers+=(peer); URL[peer]=http://127.0.0.1:$port; APP_PIDS[peer]=$pid; FRONT_PID[peer]=""
+  servers+=(peer); URL[peer]=http://127.0.0.1:$port; URLS[peer]=${URL[peer]}; APP_PIDS[peer]=$pid; FRONT_PID[peer]=""
+  NHOSTS[peer]=1; FRONT_KIND[peer]=""; BACKEND[peer]=""
   LABEL[peer]="hono-ref (node)"
   log "peer: node server.js pid $pid on 127.0.0.1:$port, synchronous=$sync"
 }
@@ -239,17 +262,36 @@ SQL
   log "ours: $(tr '\n' ' ' < "$out/ours-seed.log")"
 }
 
-start_ours() {   # $1 = max-procs
-  local procs=$1 name=ours-p$1 dir=$tmp/ours-p$1
+# One "host" of ours: a front end and its responders, on a free port. Sets H_URL,
+# H_APP (the responders' pids) and H_FRONT (the front end's pids).
+# $1 = tag (file names), $2 = dir, $3 = responder processes, $4 = ORDERS_DB,
+# $5 = the metrics file (PostgreSQL: one per host, in the host's dir; else empty)
+# PostgreSQL: the cluster (once per run) and its template database, with the
+# same orders as the SQLite template (bench/pg.sh).
+make_ours_pg() {
+  log "ours: starting a PostgreSQL cluster (bench/pg.sh)"
+  bench_pg_start > "$out/pg-start.log" 2>&1 || { cat "$out/pg-start.log" >&2; die "PostgreSQL did not start"; }
+  log "ours: $(bench_pg_describe | tee "$out/pg-settings.txt")"
+  log "ours: PostgreSQL template: schema (--migrate) and $BENCH_ORDERS orders"
+  bench_pg_template seed_pg > "$out/pg-seed.log" 2>&1 || { cat "$out/pg-seed.log" >&2; die "making the PostgreSQL template failed"; }
+  local got want; want=$(printf 'ord_%05d' "$BENCH_ORDERS")
+  got=$(pg_sql "$(pg_url "$BENCH_PG_TEMPLATE")" "SELECT count(*) || '|' || min(id) || '|' || max(id) FROM orders")
+  [ "$got" = "$BENCH_ORDERS|ord_00001|$want" ] || die "the PostgreSQL template holds $got, not $BENCH_ORDERS orders ord_00001..$want"
+  log "ours: PostgreSQL template: orders $got, events $(pg_sql "$(pg_url "$BENCH_PG_TEMPLATE")" 'SELECT count(*) FROM events')"
+}
+seed_pg() { bench_pg_seed_orders "$1" "$BENCH_ORDERS"; }
+
+start_host_lighttpd() {
+  local tag=$1 dir=$2 procs=$3 db=$4 metrics=$5
   mkdir -p "$dir/www"
-  cp "$ours_template" "$dir/orders.db"
   local port=0
   local conns_max=0 c
   for c in $WRK_CONNS; do [ "$c" -gt "$conns_max" ] && conns_max=$c; done
   local maxconn=$(( conns_max * 2 + 256 )); [ "$maxconn" -lt 1024 ] && maxconn=1024
   local maxfds=$(( maxconn * 3 ))
-  local threads_env=""
-  [ -n "$BENCH_THREADS" ] && threads_env=", \"ORDERS_THREADS\" => \"$BENCH_THREADS\""
+  local extra_env=""
+  [ -n "$BENCH_THREADS" ] && extra_env+=", \"ORDERS_THREADS\" => \"$BENCH_THREADS\""
+  [ -n "$metrics" ] && extra_env+=", \"ORDERS_METRICS_FILE\" => \"$metrics\""
   cat > "$dir/lighttpd.conf" <<CONF
 server.modules += ( "mod_fastcgi" )
 server.document-root = "$dir/www"
@@ -264,7 +306,7 @@ server.max-keep-alive-requests = 1000000
 fastcgi.server = ( "/api/v1/" => ( (
   "socket" => "$dir/orders.sock",
   "bin-path" => "$ORDERS_FCGI",
-  "bin-environment" => ( "ORDERS_DB" => "$dir/orders.db", "ORDERS_SYNC" => "$BENCH_SYNC"$threads_env ),
+  "bin-environment" => ( "ORDERS_DB" => "$db", "ORDERS_SYNC" => "$BENCH_SYNC"$extra_env ),
   "check-local" => "disable",
   "min-procs" => $procs,
   "max-procs" => $procs
@@ -273,45 +315,44 @@ fastcgi.server = ( "/api/v1/" => ( (
   server.stream-response-body = 2
 }
 CONF
-  "$LIGHTTPD" -tt -f "$dir/lighttpd.conf" > "$out/$name-lighttpd-check.log" 2>&1 \
-    || { cat "$out/$name-lighttpd-check.log" >&2; die "lighttpd rejects the generated config"; }
+  "$LIGHTTPD" -tt -f "$dir/lighttpd.conf" > "$out/$tag-lighttpd-check.log" 2>&1 \
+    || { cat "$out/$tag-lighttpd-check.log" >&2; die "lighttpd rejects the generated config"; }
   local pid try
   for try in 1 2 3 4 5; do   # another program may take the port between check and bind
     port=$(free_port) || die "no free port"
     sed -i "s/^server.port = .*/server.port = $port/" "$dir/lighttpd.conf"
-    "$LIGHTTPD" -D -f "$dir/lighttpd.conf" > "$out/$name-lighttpd.log" 2>&1 &
+    "$LIGHTTPD" -D -f "$dir/lighttpd.conf" > "$out/$tag-lighttpd.log" 2>&1 &
     pid=$!
     started+=("$pid")
     wait_http "http://127.0.0.1:$port/api/v1/health" "$pid" && break
-    grep -q "Address already in use" "$out/$name-lighttpd.log" && ! kill -0 "$pid" 2>/dev/null && continue
-    cat "$out/$name-lighttpd.log" "$dir/lighttpd-error.log" >&2 2>/dev/null || true
+    grep -q "Address already in use" "$out/$tag-lighttpd.log" && ! kill -0 "$pid" 2>/dev/null && continue
+    cat "$out/$tag-lighttpd.log" "$dir/lighttpd-error.log" >&2 2>/dev/null || true
     die "lighttpd + responder did not answer /api/v1/health on port $port"
   done
   kill -0 "$pid" 2>/dev/null || die "lighttpd did not come up: no free port after 5 tries"
   # The copy kept with the results names no path of this machine.
-  sed -e "s|$tmp|<tmp>|g" -e "s|$root/|<repo>/|g" "$dir/lighttpd.conf" > "$out/$name-lighttpd.conf"
+  sed -e "s|$tmp|<tmp>|g" -e "s|$root/|<repo>/|g" "$dir/lighttpd.conf" > "$out/$tag-lighttpd.conf"
   local kids i
   for i in $(seq 50); do
     kids=$(children_of "$pid"); [ "$(echo $kids | wc -w)" -ge "$procs" ] && break; sleep 0.1
   done
-  servers+=("$name"); URL[$name]=http://127.0.0.1:$port; APP_PIDS[$name]=$kids; FRONT_PID[$name]=$pid
-  local plural=""; [ "$procs" -gt 1 ] && plural=s
-  LABEL[$name]="ours, lighttpd + $procs responder$plural"
-  log "ours: lighttpd pid $pid on 127.0.0.1:$port, responder pid(s) $kids, ORDERS_SYNC=$BENCH_SYNC${BENCH_THREADS:+, ORDERS_THREADS=$BENCH_THREADS}"
+  H_URL=http://127.0.0.1:$port H_APP=$kids H_FRONT=$pid
+  log "$tag: lighttpd pid $pid on 127.0.0.1:$port, responder pid(s) $kids"
 }
 
 # The responders run under spawn-fcgi, one socket each, as systemd's
 # orders.socket would give them; nginx balances over them and keeps
 # NGINX_KEEPALIVE idle connections per worker to reuse (FCGI_KEEP_CONN).
-start_ours_nginx() {   # $1 = responder processes
-  local procs=$1 name=ours-nginx-p$1 dir=$tmp/ours-nginx-p$1 i
+# Arguments and results as start_host_lighttpd.
+start_host_nginx() {
+  local tag=$1 dir=$2 procs=$3 db=$4 metrics=$5 i
   mkdir -p "$dir/www" "$dir/nginx-tmp"
-  cp "$ours_template" "$dir/orders.db"
   local kids="" upstream=""
   for i in $(seq "$procs"); do
     rm -f "$dir/orders-$i.sock"
-    env ORDERS_DB="$dir/orders.db" ORDERS_SYNC="$BENCH_SYNC" ${BENCH_THREADS:+ORDERS_THREADS=$BENCH_THREADS} \
-      spawn-fcgi -n -s "$dir/orders-$i.sock" -- "$ORDERS_FCGI" > "$out/$name-responder-$i.log" 2>&1 &
+    env ORDERS_DB="$db" ORDERS_SYNC="$BENCH_SYNC" ${BENCH_THREADS:+ORDERS_THREADS=$BENCH_THREADS} \
+      ${metrics:+ORDERS_METRICS_FILE=$metrics} \
+      spawn-fcgi -n -s "$dir/orders-$i.sock" -- "$ORDERS_FCGI" > "$out/$tag-responder-$i.log" 2>&1 &
     started+=("$!")
     kids="$kids${kids:+ }$!"
     upstream="$upstream    server unix:$dir/orders-$i.sock;"$'\n'
@@ -352,45 +393,129 @@ CONF
   for try in 1 2 3 4 5; do
     port=$(free_port) || die "no free port"
     sed -i "s/listen 127.0.0.1:[0-9]*;/listen 127.0.0.1:$port;/" "$dir/nginx.conf"
-    "$NGINX" -p "$dir" -c "$dir/nginx.conf" > "$out/$name-nginx.log" 2>&1 &
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" > "$out/$tag-nginx.log" 2>&1 &
     pid=$!
     started+=("$pid")
     wait_http "http://127.0.0.1:$port/api/v1/health" "$pid" && break
     grep -q "Address already in use" "$dir/nginx-error.log" 2>/dev/null && ! kill -0 "$pid" 2>/dev/null && continue
-    cat "$out/$name-nginx.log" "$dir/nginx-error.log" >&2 2>/dev/null || true
+    cat "$out/$tag-nginx.log" "$dir/nginx-error.log" >&2 2>/dev/null || true
     die "nginx + responder did not answer /api/v1/health on port $port"
   done
   kill -0 "$pid" 2>/dev/null || die "nginx did not come up: no free port after 5 tries"
-  sed -e "s|$tmp|<tmp>|g" -e "s|$root/|<repo>/|g" "$dir/nginx.conf" > "$out/$name-nginx.conf"
+  sed -e "s|$tmp|<tmp>|g" -e "s|$root/|<repo>/|g" "$dir/nginx.conf" > "$out/$tag-nginx.conf"
   # The front's CPU: the master and its workers.
-  local front="$pid $(children_of "$pid")"
-  servers+=("$name"); URL[$name]=http://127.0.0.1:$port; APP_PIDS[$name]=$kids; FRONT_PID[$name]=$front
-  local plural=""; [ "$procs" -gt 1 ] && plural=s
-  LABEL[$name]="ours, nginx + $procs responder$plural"
-  log "ours: nginx pid $pid on 127.0.0.1:$port, responder pid(s) $kids, keepalive $NGINX_KEEPALIVE x $NGINX_WORKERS workers"
+  H_URL=http://127.0.0.1:$port H_APP=$kids H_FRONT="$pid $(children_of "$pid")"
+  log "$tag: nginx pid $pid on 127.0.0.1:$port, responder pid(s) $kids, keepalive $NGINX_KEEPALIVE x $NGINX_WORKERS workers"
+}
+
+# One set of ours: $2 responder processes behind front end $1 on each of $4
+# hosts, over backend $3. SQLite: a copy of the template database; PostgreSQL:
+# a database made from the template, shared by the hosts.
+start_ours() {   # $1 = lighttpd | nginx, $2 = processes per host, $3 = sqlite | postgresql, $4 = hosts
+  local front=$1 procs=$2 backend=$3 hosts=$4 name=ours db h dir tag metrics=""
+  [ "$front" = nginx ] && name+=-nginx
+  [ "$backend" = postgresql ] && name+=-pg-h$hosts
+  name+=-p$procs
+  mkdir -p "$tmp/$name"
+  if [ "$backend" = postgresql ]; then
+    db=$(bench_pg_db "$name") || die "cannot create the database of $name"
+  else
+    cp "$ours_template" "$tmp/$name/orders.db"
+    db=$tmp/$name/orders.db
+  fi
+  local urls="" apps="" fronts=""
+  for h in $(seq "$hosts"); do
+    dir=$tmp/$name tag=$name
+    [ "$hosts" -gt 1 ] && { dir=$tmp/$name/host$h; tag=$name-host$h; }
+    [ "$backend" = postgresql ] && metrics=$dir/orders.metrics
+    "start_host_$front" "$tag" "$dir" "$procs" "$db" "$metrics"
+    urls+=${urls:+ }$H_URL apps+=${apps:+ }$H_APP fronts+=${fronts:+ }$H_FRONT
+  done
+  servers+=("$name"); URL[$name]=${urls%% *}; URLS[$name]=$urls; APP_PIDS[$name]=$apps; FRONT_PID[$name]=$fronts
+  NHOSTS[$name]=$hosts; FRONT_KIND[$name]=$front; BACKEND[$name]=$backend
+  local plural="" hplural=""; [ "$procs" -gt 1 ] && plural=s; [ "$hosts" -gt 1 ] && hplural=s
+  LABEL[$name]="ours, $front + $procs responder$plural, $backend, $hosts host$hplural"
+  log "ours: ${LABEL[$name]}: ${urls// /, }; ORDERS_DB=${db//$tmp/<tmp>}${BENCH_THREADS:+, ORDERS_THREADS=$BENCH_THREADS}"
 }
 
 # Check that both requests of the benchmark answer 200 with the order, before measuring.
+# With two hosts, on each (the files of the second are <server>-host2-precheck-*).
 precheck() {   # $1 = server
-  local u=${URL[$1]} id code ok=1
+  local u id code ok=1 h=0 f
   id=$(printf 'ord_%05d' "$BENCH_ORDERS")
-  code=$(curl -s -D "$out/$1-precheck-get.headers" -o "$out/$1-precheck-get.json" -w '%{http_code}' "$u/api/v1/orders/$id")
-  [ "$code" = 200 ] && grep -q "\"$id\"" "$out/$1-precheck-get.json" || { ok=0; log "$1: GET $id -> $code (expected 200)"; }
-  code=$(curl -s -D "$out/$1-precheck-patch.headers" -o "$out/$1-precheck-patch.json" -w '%{http_code}' -X PATCH \
-    -H 'Content-Type: application/json' --data '{"note":"bench precheck"}' "$u/api/v1/orders/ord_00001")
-  [ "$code" = 200 ] && grep -q '"bench precheck"' "$out/$1-precheck-patch.json" || { ok=0; log "$1: PATCH ord_00001 -> $code (expected 200)"; }
-  [ $ok = 1 ] && log "$1: precheck ok (GET and PATCH answer 200)"
+  for u in ${URLS[$1]}; do
+    h=$((h + 1)); f=$out/$1; [ "$h" -gt 1 ] && f=$out/$1-host$h
+    code=$(curl -s -D "$f-precheck-get.headers" -o "$f-precheck-get.json" -w '%{http_code}' "$u/api/v1/orders/$id")
+    [ "$code" = 200 ] && grep -q "\"$id\"" "$f-precheck-get.json" || { ok=0; log "$1: GET $id on $u -> $code (expected 200)"; }
+    code=$(curl -s -D "$f-precheck-patch.headers" -o "$f-precheck-patch.json" -w '%{http_code}' -X PATCH \
+      -H 'Content-Type: application/json' --data "{\"note\":\"bench precheck $h\"}" "$u/api/v1/orders/ord_00001")
+    [ "$code" = 200 ] && grep -q "\"bench precheck $h\"" "$f-precheck-patch.json" || { ok=0; log "$1: PATCH ord_00001 on $u -> $code (expected 200)"; }
+  done
+  local where=""; [ "${NHOSTS[$1]}" -gt 1 ] && where=", on both hosts"
+  [ $ok = 1 ] && log "$1: precheck ok (GET and PATCH answer 200$where)"
   return 0
 }
 
 # ---------------------------------------------------------------- measuring
 # One wrk run with /proc sampling of the server's processes.
 # Writes $out/<server>-<test>-c<conns>.txt and appends one row to $out/rows.tsv.
+# With two hosts: two wrk at once, one per host, each with half of the
+# connections and of the threads (at least 1); their BENCH lines are kept per
+# host and summed (requests/s, errors) into the row, with each host's
+# percentiles (p50_us=<host 1>/<host 2>).
+wrk_hosts() {   # $1 = server, $2 = test, $3 = connections, $4 = duration, $5 = file prefix, $6 = --latency or ""
+  local s=$1 test=$2 c=$3 d=$4 f=$5 lat=$6 n=${NHOSTS[$1]} u h=0 pids=() t cc
+  if [ "$n" = 1 ]; then
+    # shellcheck disable=SC2086
+    run_wrk -t"$WRK_THREADS" -c"$c" -d"$d" --timeout "$WRK_TIMEOUT" $lat -s "$here/$test.lua" "${URL[$s]}" >> "$f.txt" 2>&1
+    return
+  fi
+  t=$(( WRK_THREADS / n )); [ "$t" -ge 1 ] || t=1
+  cc=$(( c / n )); [ "$cc" -ge "$t" ] || cc=$t
+  for u in ${URLS[$s]}; do
+    h=$((h + 1))
+    echo "\$ wrk -t$t -c$cc -d$d --timeout $WRK_TIMEOUT $lat -s bench/$test.lua $u" > "$f.host$h.txt"
+    # shellcheck disable=SC2086
+    wrk -t"$t" -c"$cc" -d"$d" --timeout "$WRK_TIMEOUT" $lat -s "$here/$test.lua" "$u" >> "$f.host$h.txt" 2>&1 &
+    pids+=("$!")
+  done
+  wrk_pid="${pids[*]}"
+  for t in "${pids[@]}"; do wait "$t" || true; done
+  wrk_pid=""
+  h=0
+  for u in ${URLS[$s]}; do
+    h=$((h + 1))
+    { echo "--- host $h ($u)"; cat "$f.host$h.txt"; } >> "$f.txt"
+    rm -f "$f.host$h.txt"
+  done
+}
+
+# The BENCH lines of a run (one per host) as one key=value list.
+merge_bench() {   # $1 = file
+  grep '^BENCH ' "$1" | awk '
+    { for (i = 2; i <= NF; i++) { split($i, p, "="); v[NR, p[1]] = p[2]; if (NR == 1) keys[++nk] = p[1] } }
+    END {
+      if (NR == 0) { print "requests=0 duration_us=1 rps=0 hosts=0"; exit }
+      rps = 0; for (h = 1; h <= NR; h++) if (v[h, "duration_us"] > 0) rps += v[h, "requests"] / (v[h, "duration_us"] / 1e6)
+      out = ""
+      for (k = 1; k <= nk; k++) {
+        key = keys[k]; val = ""
+        if (key ~ /_us$/ && key != "duration_us") { for (h = 1; h <= NR; h++) val = val (h > 1 ? "/" : "") v[h, key] }
+        else if (key == "duration_us") { for (h = 1; h <= NR; h++) if (v[h, key] > val + 0) val = v[h, key] }
+        else { val = 0; for (h = 1; h <= NR; h++) val += v[h, key] }
+        out = out (k > 1 ? " " : "") key "=" val
+      }
+      printf "%s rps=%.1f hosts=%d\n", out, rps, NR
+    }'
+}
+
 measure() {   # $1 = server, $2 = test, $3 = connections
-  local s=$1 test=$2 c=$3 u=${URL[$1]}
-  local app=${APP_PIDS[$1]} front=${FRONT_PID[$1]} file=$out/$1-$2-c$3
+  local s=$1 test=$2 c=$3
+  local app=${APP_PIDS[$1]} front=${FRONT_PID[$1]} file=$out/$1-$2-c$3 db=""
+  [ "${BACKEND[$s]}" = postgresql ] && db=1
   if [ "$WRK_WARMUP" != 0 ]; then
-    run_wrk -t"$WRK_THREADS" -c"$c" -d"$WRK_WARMUP" --timeout "$WRK_TIMEOUT" -s "$here/$test.lua" "$u" > "$file.warmup.txt" 2>&1
+    : > "$file.warmup.txt"
+    wrk_hosts "$s" "$test" "$c" "$WRK_WARMUP" "$file.warmup" ""
     sleep 1
   fi
   local samples=$file.rss
@@ -402,25 +527,33 @@ measure() {   # $1 = server, $2 = test, $3 = connections
       echo "$a $f"; sleep 0.2
     done ) >> "$samples" &
   mon=$!
+  local a0 f0 d0=0 t0
   # shellcheck disable=SC2086
-  local a0 f0 t0; a0=$(ticks $app); f0=$(ticks $front); t0=$(date +%s.%N)
-  local cmd="wrk -t$WRK_THREADS -c$c -d$WRK_DURATION --timeout $WRK_TIMEOUT --latency -s bench/$test.lua ${u}"
+  a0=$(ticks $app) f0=$(ticks $front)
+  [ -z "$db" ] || d0=$(bench_pg_ticks)
+  t0=$(date +%s.%N)
+  local cmd="wrk -t$WRK_THREADS -c$c -d$WRK_DURATION --timeout $WRK_TIMEOUT --latency -s bench/$test.lua ${URL[$s]}"
+  [ "${NHOSTS[$s]}" -gt 1 ] && cmd="${NHOSTS[$s]} x wrk at once, one per host, each with half of -t$WRK_THREADS -c$c (below)"
   { echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"; echo "\$ $cmd"; } > "$file.txt"
-  run_wrk -t"$WRK_THREADS" -c"$c" -d"$WRK_DURATION" --timeout "$WRK_TIMEOUT" --latency -s "$here/$test.lua" "$u" >> "$file.txt" 2>&1
+  wrk_hosts "$s" "$test" "$c" "$WRK_DURATION" "$file" --latency
+  local a1 f1 d1=0 t1
   # shellcheck disable=SC2086
-  local a1 f1 t1; a1=$(ticks $app); f1=$(ticks $front); t1=$(date +%s.%N)
+  a1=$(ticks $app) f1=$(ticks $front)
+  [ -z "$db" ] || d1=$(bench_pg_ticks)
+  t1=$(date +%s.%N)
   kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null || true
   mon=""
   local arss frss; read -r arss frss < <(awk 'BEGIN{a=0;f=0} {if ($1>a) a=$1; if ($2>f) f=$2} END{print a, f}' "$samples")
   local wall; wall=$(awk -v s="$t0" -v e="$t1" 'BEGIN{printf "%.2f", e - s}')
-  local acpu fcpu
+  local acpu fcpu dcpu=""
   acpu=$(awk -v d=$((a1 - a0)) -v hz="$hz" 'BEGIN{printf "%.2f", d / hz}')
   fcpu=$(awk -v d=$((f1 - f0)) -v hz="$hz" 'BEGIN{printf "%.2f", d / hz}')
-  local note=""
-  case $s in
-  ours-p*)
-    local now; now=$(children_of "$front")
-    [ "$(echo $now)" = "$(echo $app)" ] || note="responder pids changed: $app -> $now (crash/respawn?)" ;;
+  [ -n "$db" ] && dcpu=$(awk -v d=$((d1 - d0)) -v hz="$hz" 'BEGIN{printf "%.2f", d / hz}')
+  local note="" p now=""
+  case ${FRONT_KIND[$s]} in
+  lighttpd)
+    for p in $front; do now+=${now:+ }$(children_of "$p"); done
+    [ "$now" = "$app" ] || note="responder pids changed: $app -> $now (crash/respawn?)" ;;
   *)
     for p in $app; do kill -0 "$p" 2>/dev/null || note="server process $p gone"; done ;;
   esac
@@ -428,15 +561,14 @@ measure() {   # $1 = server, $2 = test, $3 = connections
     echo "server: ${LABEL[$s]}; wall ${wall} s"
     echo "app CPU: ${acpu} s (pids $app); app RSS max: ${arss} kB"
     if [ -n "$front" ]; then echo "front end CPU: ${fcpu} s (pid $front); front end RSS max: ${frss} kB"; fi
+    if [ -n "$db" ]; then echo "db CPU: ${dcpu} s (the PostgreSQL cluster: postmaster $PG_PID, its children, and those that ended)"; fi
     if [ -n "$note" ]; then echo "NOTE: $note"; fi
   } >> "$file.txt"
-  local bench; bench=$(grep '^BENCH ' "$file.txt" | tail -1 || true)
-  [ -n "$bench" ] || { log "$s $test c$c: wrk produced no result, see $file.txt"; bench="BENCH requests=0 duration_us=1"; }
-  # shellcheck disable=SC2086
-  local kv; kv=$(echo "$bench" | cut -d' ' -f2-)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$test" "$c" "$kv" "$wall" "$acpu" "$arss" \
-    "${front:+$fcpu}" "${front:+$frss}" "$note" "$(grep -c . "$samples")" >> "$out/rows.tsv"
-  local rps; rps=$(echo "$kv" | tr ' ' '\n' | awk -F= '$1=="requests"{r=$2} $1=="duration_us"{d=$2} END{printf "%.0f", r / (d / 1e6)}')
+  local kv; kv=$(merge_bench "$file.txt")
+  case $kv in *hosts=0) log "$s $test c$c: wrk produced no result, see $file.txt" ;; esac
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$test" "$c" "$kv" "$wall" "$acpu" "$arss" \
+    "${front:+$fcpu}" "${front:+$frss}" "$note" "$(grep -c . "$samples")" "$dcpu" >> "$out/rows.tsv"
+  local rps; rps=$(echo "$kv" | tr ' ' '\n' | awk -F= '$1=="rps"{printf "%.0f", $2}')
   log "$s $test -c$c: $rps req/s${note:+ ($note)}"
 }
 
@@ -473,7 +605,14 @@ machine_info() {
   fi
   echo "wrk settings: -t$WRK_THREADS -c{${WRK_CONNS// /,}} -d$WRK_DURATION --timeout $WRK_TIMEOUT, warm-up $WRK_WARMUP before each run"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "sync: $BENCH_SYNC; orders seeded: $BENCH_ORDERS; BENCH_PROCS: $BENCH_PROCS; ORDERS_THREADS: ${BENCH_THREADS:-(responder default)}"
+  echo "sync (SQLite): $BENCH_SYNC; orders seeded: $BENCH_ORDERS; BENCH_PROCS: $BENCH_PROCS; ORDERS_THREADS: ${BENCH_THREADS:-(responder default)}"
+  local two=""
+  [[ " $BENCH_HOSTS " == *" 2 "* ]] && two=" (2 hosts: two front end + responder sets on two ports over one PostgreSQL database, sharing this machine's cores)"
+  echo "ours: backend(s) $BENCH_BACKEND; hosts $BENCH_HOSTS$two"
+  if [ "$use_pg" = 1 ]; then
+    echo "postgresql: $(cat "$out/pg-settings.txt" 2>/dev/null); one throwaway cluster on 127.0.0.1 for the run, a database per server set, copied from a template"
+    echo "responder links: $(lib_version "$ORDERS_FCGI" libpq)"
+  fi
 }
 
 # ---------------------------------------------------------------- main
@@ -490,19 +629,22 @@ for s in $BENCH_SERVERS; do
         log "ours skipped: sqlite3 not found (Debian package: sqlite3)"
       else
         make_ours_db
-        for f in $BENCH_FRONTS; do
-          for p in $BENCH_PROCS; do
-            case $f in
-            lighttpd) start_ours "$p" ;;
-            nginx)
-              if [ -z "$NGINX" ] || ! command -v spawn-fcgi >/dev/null; then
-                log "ours behind nginx skipped: nginx or spawn-fcgi not found"
-              else
-                start_ours_nginx "$p"
-              fi ;;
-            esac
+        [ "$use_pg" = 1 ] && make_ours_pg
+        for b in $BENCH_BACKEND; do
+          for hosts in $BENCH_HOSTS; do
+            if [ "$b" = sqlite ] && [ "$hosts" -gt 1 ]; then log "ours, sqlite, $hosts hosts: skipped (SQLite serves one host)"; continue; fi
+            for f in $BENCH_FRONTS; do
+              for p in $BENCH_PROCS; do
+                if [ "$f" = nginx ] && { [ -z "$NGINX" ] || ! command -v spawn-fcgi >/dev/null; }; then
+                  log "ours behind nginx skipped: nginx or spawn-fcgi not found"; continue
+                fi
+                start_ours "$f" "$p" "$b" "$hosts"
+              done
+            done
           done
         done
+        # the databases' copies written out now, not in the first measured run
+        [ "$use_pg" = 1 ] && pg_sql "$(pg_url postgres)" CHECKPOINT
       fi ;;
     *) die "BENCH_SERVERS: unknown server '$s'" ;;
   esac
@@ -538,25 +680,37 @@ done
   awk -F'\t' -v labels="$(for s in "${servers[@]}"; do printf '%s=%s;' "$s" "${LABEL[$s]}"; done)" '
     BEGIN {
       n = split(labels, L, ";"); for (i = 1; i <= n; i++) if (L[i] != "") { split(L[i], kv, "="); name[kv[1]] = kv[2] }
-      print "| server | test | conns | req/s | p50 | p99 | non-2xx | sock err / timeouts | app CPU s (% of wall) | app RSS max | front end CPU s | front end RSS max | server CPU / req |"
-      print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      print "| server | test | conns | req/s | p50 | p99 | non-2xx | sock err / timeouts | app CPU s (% of wall) | app RSS max | front end CPU s | front end RSS max | db CPU s | server CPU / req |"
+      print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
-    function ms(us) { return sprintf("%.2f ms", us / 1000) }
+    # one value, or one per host ("1234/1456": host 1 / host 2)
+    function ms(us,   n, a, i, s) { n = split(us, a, "/"); s = ""; for (i = 1; i <= n; i++) s = s (i > 1 ? " / " : "") sprintf("%.2f", a[i] / 1000); return s " ms" }
     function thou(x,   s) { s = sprintf("%.0f", x); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }
     function mb(kb) { return kb == "" ? "–" : sprintf("%.1f MB", kb / 1000) }
     {
       delete v; m = split($4, kv, " "); for (i = 1; i <= m; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
-      rps = v["duration_us"] > 0 ? v["requests"] / (v["duration_us"] / 1e6) : 0
+      rps = ("rps" in v) ? v["rps"] : (v["duration_us"] > 0 ? v["requests"] / (v["duration_us"] / 1e6) : 0)
       key = $2 SUBSEP $3; R[$1, key] = rps; if (!(key in seen)) { seen[key] = 1; keys[++nk] = key; kt[nk] = $2; kc[nk] = $3 }
       if (!($1 in sseen)) { sseen[$1] = 1; srv[++ns] = $1 }
       sock = v["connect_errors"] + v["read_errors"] + v["write_errors"]
-      cpr = v["requests"] > 0 ? sprintf("%.0f µs", 1e6 * ($6 + $8) / v["requests"]) : "–"
-      printf "| %s | %s | %s | %s | %s | %s | %d | %d / %d | %s (%.0f %%) | %s | %s | %s | %s |%s\n",
+      cpr = v["requests"] > 0 ? sprintf("%.0f µs", 1e6 * ($6 + $8 + $12) / v["requests"]) : "–"
+      printf "| %s | %s | %s | %s | %s | %s | %d | %d / %d | %s (%.0f %%) | %s | %s | %s | %s | %s |%s\n",
         name[$1], toupper($2), $3, thou(rps), ms(v["p50_us"]), ms(v["p99_us"]), v["status_errors"],
-        sock, v["timeouts"], $6, ($5 > 0 ? 100 * $6 / $5 : 0), mb($7), ($8 == "" ? "–" : $8), mb($9), cpr,
-        ($10 == "" ? "" : " " $10)
+        sock, v["timeouts"], $6, ($5 > 0 ? 100 * $6 / $5 : 0), mb($7), ($8 == "" ? "–" : $8), mb($9),
+        ($12 == "" ? "–" : $12), cpr, ($10 == "" ? "" : " " $10)
     }
     END {
+      # PostgreSQL sets against the SQLite set of the same front end and processes
+      np = 0
+      for (j = 1; j <= ns; j++) {
+        s = srv[j]; if (s !~ /-pg-h[0-9]+-/) continue
+        base = s; sub(/-pg-h[0-9]+-/, "-", base)
+        if (!(base in sseen)) continue
+        for (k = 1; k <= nk; k++) if (R[base, keys[k]] > 0) {
+          if (!np++) { print ""; print "| postgresql / sqlite (req/s) | test | conns | ratio |"; print "|---|---|---:|---:|" }
+          printf "| %s | %s | %s | %.2f× |\n", name[s], toupper(kt[k]), kc[k], R[s, keys[k]] / R[base, keys[k]]
+        }
+      }
       if (!("peer" in sseen) || ns < 2) exit
       print ""; print "| ours / peer (req/s) | test | conns | ratio |"; print "|---|---|---:|---:|"
       for (k = 1; k <= nk; k++) for (j = 1; j <= ns; j++) {
@@ -569,8 +723,11 @@ done
   echo "error count (HTTP status >= 400); app = node, or all responder processes together."
   echo "CPU seconds from /proc/<pid>/stat (utime+stime, all threads) over the measured run;"
   echo "RSS max = largest VmRSS sample (every 0.2 s) during the measured run; server CPU / req ="
-  echo "(app + front end CPU seconds) / requests; the front end is lighttpd, or nginx's master"
-  echo "and workers. Raw output: $(basename "$out")/."
+  echo "(app + front end + db CPU seconds) / requests; the front end is lighttpd, or nginx's master"
+  echo "and workers; db = every process of the PostgreSQL cluster (postmaster, backends, WAL writer,"
+  echo "checkpointer...; with SQLite that work is inside the responder). Two hosts: req/s summed over"
+  echo "the two wrk, p50/p99 per host (host 1 / host 2), CPU and RSS summed over both hosts."
+  echo "Raw output: $(basename "$out")/."
 } > "$out/summary.md"
 echo
 cat "$out/summary.md"

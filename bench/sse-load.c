@@ -25,6 +25,10 @@
  *   -P nchan   POST /pub?id=orders  body: bench <seq> <ns>
  *              GET /sub/orders  (Accept: text/event-stream)
  *
+ * Several hosts: -p PORT1,PORT2 opens stream i on port i % 2, connects
+ * publisher connection j to port j % 2 and sends change k through a
+ * connection to port k % 2, so that the writes alternate between the hosts.
+ *
  * Build: cc -O2 -Wall -Wextra -std=c11 -o bench/sse-load bench/sse-load.c
  * Part of the orders benchmarks; see bench/README.md, "Stream benchmark".
  */
@@ -170,8 +174,11 @@ static double pct_i64(const int64_t *v, size_t n, double p)
 
 enum mode { MODE_ORDERS, MODE_NCHAN };
 
+#define MAX_PORTS 8
 static struct {
-    int port;
+    int port;                   /* the first of ports[] */
+    int ports[MAX_PORTS];
+    int nports;
     const char *host;
     int streams;
     int events;
@@ -216,6 +223,7 @@ struct watch {
     char label[32];
     int pids[MAX_WATCH_PIDS];
     int npids;
+    bool tree;                  /* LABEL=tree:PID: PID and its children, see watch_ticks */
     bool gone;                  /* a pid vanished during the run */
     long long ticks_before, ticks_ready, ticks_end;
     long rss_before, rss_ready, rss_idle, rss_end, rss_max;
@@ -228,7 +236,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: sse-load -p PORT [options]\n"
-        "  -p PORT            server port on 127.0.0.1 (required)\n"
+        "  -p PORT[,PORT...]  server port(s) on 127.0.0.1 (required); with several, stream i\n"
+        "                     goes to port i %% K, publisher connection j to port j %% K,\n"
+        "                     change k through a connection to port k %% K\n"
         "  -n N               streams to open (default 100)\n"
         "  -m M               events to publish (default 100)\n"
         "  -r R               publish rate, events/s (default 10)\n"
@@ -238,6 +248,8 @@ static void usage(FILE *f)
         "  -U PATH            publish path; orders: printf template with one %%d for the\n"
         "                     order number (default /api/v1/orders/ord_%%05d); nchan: /pub?id=orders\n"
         "  -W LABEL=PID[,PID] sample CPU (utime+stime) and VmRSS of these processes (repeatable)\n"
+        "  -W LABEL=tree:PID  CPU of PID, of its children now and of those that ended (its\n"
+        "                     cutime+cstime), e.g. a PostgreSQL postmaster; RSS not sampled\n"
         "  -c N               publisher keep-alive connections (default 4)\n"
         "  -L LABEL           label printed in the result line\n"
         "  -q                 no progress messages on stderr\n"
@@ -266,6 +278,10 @@ static void add_watch(const char *arg)
     memcpy(w->label, arg, (size_t)(eq - arg));
     w->label[eq - arg] = 0;
     const char *p = eq + 1;
+    if (strncmp(p, "tree:", 5) == 0) {
+        w->tree = true;
+        p += 5;
+    }
     while (*p) {
         char *end;
         long pid = strtol(p, &end, 10);
@@ -282,11 +298,15 @@ static void add_watch(const char *arg)
     }
     if (!w->npids)
         die("-W %s: no pid", arg);
+    if (w->tree && w->npids != 1)
+        die("-W %s: tree: takes one pid", arg);
 }
 
 /* ------------------------------------------------------------- /proc */
 
-static long long proc_ticks(int pid, bool *ok)
+/* utime + stime of pid; with children, also cutime + cstime (the children
+ * it has waited for). */
+static long long proc_ticks2(int pid, bool children, bool *ok)
 {
     char path[64], buf[2048];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -304,18 +324,47 @@ static long long proc_ticks(int pid, bool *ok)
         return 0;
     }
     /* after ") ": field 3 (state) ... utime is field 14, stime 15 */
-    unsigned long long ut = 0, st = 0;
+    unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
     int field = 2;
     for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
         field++;
         if (field == 14)
             ut = strtoull(tok, NULL, 10);
-        else if (field == 15) {
+        else if (field == 15)
             st = strtoull(tok, NULL, 10);
+        else if (field == 16)
+            cut = strtoull(tok, NULL, 10);
+        else if (field == 17) {
+            cst = strtoull(tok, NULL, 10);
             break;
         }
     }
-    return (long long)(ut + st);
+    return (long long)(ut + st + (children ? cut + cst : 0));
+}
+
+static long long proc_ticks(int pid, bool *ok)
+{
+    return proc_ticks2(pid, false, ok);
+}
+
+/* A process tree's CPU: the root with its ended children, plus the children
+ * it has now (from /proc/PID/task/PID/children; a PostgreSQL postmaster is
+ * single-threaded), each with theirs. */
+static long long tree_ticks(int pid, bool *ok)
+{
+    long long t = proc_ticks2(pid, true, ok);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return t;
+    int kid;
+    while (fscanf(f, "%d", &kid) == 1) {
+        bool kok = true;        /* a child that just ended is in the root's cutime soon */
+        t += proc_ticks2(kid, true, &kok);
+    }
+    fclose(f);
+    return t;
 }
 
 static long proc_rss_kb(int pid, bool *ok)
@@ -347,7 +396,7 @@ static long long watch_ticks(struct watch *w)
     long long t = 0;
     for (int i = 0; i < w->npids; i++) {
         bool ok = true;
-        t += proc_ticks(w->pids[i], &ok);
+        t += w->tree ? tree_ticks(w->pids[i], &ok) : proc_ticks(w->pids[i], &ok);
         if (!ok)
             w->gone = true;
     }
@@ -357,6 +406,8 @@ static long long watch_ticks(struct watch *w)
 static long watch_rss(struct watch *w)
 {
     long kb = 0;
+    if (w->tree)
+        return 0;
     for (int i = 0; i < w->npids; i++) {
         bool ok = true;
         kb += proc_rss_kb(w->pids[i], &ok);
@@ -446,6 +497,7 @@ struct pub {
     bool dead;
     int fd;
     int idx;
+    int host;                   /* index into opt.ports */
     struct resp r;
     struct gbuf out;            /* request bytes not yet written */
     uint32_t out_sent;
@@ -456,11 +508,11 @@ struct pub {
 };
 
 static int epfd;
-static struct sockaddr_in server_addr;
+static struct sockaddr_in server_addr[MAX_PORTS];
 static struct stream *streams;
 static struct pub *pubs;
-static char *stream_request;
-static size_t stream_request_len;
+static char *stream_request[MAX_PORTS];
+static size_t stream_request_len[MAX_PORTS];
 
 /* run state */
 static int64_t *send_ns;        /* per seq: when its request was written, 0 = not yet */
@@ -494,15 +546,15 @@ static void ep_mod(int fd, uint32_t events, void *ptr)
         die("epoll_ctl MOD: %s", strerror(errno));
 }
 
-/* Non-blocking connect to the server. Returns the fd or -1 (errno set). */
-static int open_socket(void)
+/* Non-blocking connect to the server on opt.ports[host]. Returns the fd or -1 (errno set). */
+static int open_socket(int host)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, (struct sockaddr *)&server_addr[host], sizeof server_addr[host]) != 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
         errno = e;
@@ -900,7 +952,7 @@ static void stream_start(struct stream *s)
     s->last_seq = -1;
     started_count++;
     connecting_count++;
-    s->fd = open_socket();
+    s->fd = open_socket(s->idx % opt.nports);
     if (s->fd < 0) {
         fail_errno_count++;
         s->phase = S_CONNECTING;
@@ -925,8 +977,9 @@ static void stream_io(struct stream *s, uint32_t events)
             stream_close(s, true);
             return;
         }
-        ssize_t w = write(s->fd, stream_request, stream_request_len);
-        if (w != (ssize_t)stream_request_len) {   /* a few hundred bytes fit a fresh socket */
+        int h = s->idx % opt.nports;
+        ssize_t w = write(s->fd, stream_request[h], stream_request_len[h]);
+        if (w != (ssize_t)stream_request_len[h]) {   /* a few hundred bytes fit a fresh socket */
             fail_errno_count++;
             stream_close(s, true);
             return;
@@ -981,9 +1034,9 @@ static void stream_io(struct stream *s, uint32_t events)
 
 static void pub_open(struct pub *p)
 {
-    p->fd = open_socket();
+    p->fd = open_socket(p->host);
     if (p->fd < 0)
-        die("cannot connect a publisher to port %d: %s", opt.port, strerror(errno));
+        die("cannot connect a publisher to port %d: %s", opt.ports[p->host], strerror(errno));
     p->connected = false;
     p->dead = false;
     p->want_out = true;
@@ -1057,7 +1110,7 @@ static void pub_io(struct pub *p, uint32_t events)
         socklen_t len = sizeof err;
         getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err)
-            die("publisher connection to port %d failed: %s", opt.port, strerror(err));
+            die("publisher connection to port %d failed: %s", opt.ports[p->host], strerror(err));
         p->connected = true;
         pub_flush(p);
         if (p->dead)
@@ -1114,11 +1167,11 @@ static void pub_io(struct pub *p, uint32_t events)
 
 static void publish(int seq, int64_t due)
 {
-    /* an idle connection if there is one, else the least busy one */
+    /* a connection to host seq % K: an idle one if there is one, else the least busy one */
     struct pub *best = NULL;
     for (int i = 0; i < opt.pub_conns; i++) {
         struct pub *p = &pubs[i];
-        if (p->dead || p->qlen >= PUB_QUEUE)
+        if (p->dead || p->qlen >= PUB_QUEUE || p->host != seq % opt.nports)
             continue;
         if (!best || p->qlen < best->qlen || (p->connected && !best->connected && p->qlen == best->qlen))
             best = p;
@@ -1135,12 +1188,12 @@ static void publish(int seq, int64_t due)
         blen = snprintf(body, sizeof body, "{\"note\":\"bench %d %" PRId64 "\"}", seq, t);
         rlen = snprintf(req, sizeof req,
                         "PATCH %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %d\r\n\r\n%s", path, opt.host, opt.port, blen, body);
+                        "Content-Length: %d\r\n\r\n%s", path, opt.host, opt.ports[best->host], blen, body);
     } else {
         blen = snprintf(body, sizeof body, "bench %d %" PRId64, seq, t);
         rlen = snprintf(req, sizeof req,
                         "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
-                        "Content-Length: %d\r\n\r\n%s", opt.pub_path, opt.host, opt.port, blen, body);
+                        "Content-Length: %d\r\n\r\n%s", opt.pub_path, opt.host, opt.ports[best->host], blen, body);
     }
     send_ns[seq] = t;
     best->last_send = t;
@@ -1167,12 +1220,12 @@ static void pub_keepalive(void)
         return;
     int64_t t = now_ns();
     char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", opt.keepalive_path, opt.host,
-                     opt.port);
     for (int i = 0; i < opt.pub_conns; i++) {
         struct pub *p = &pubs[i];
         if (!p->connected || p->dead || p->qlen || t - p->last_send < 2000000000LL)
             continue;
+        int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", opt.keepalive_path, opt.host,
+                         opt.ports[p->host]);
         p->last_send = t;
         p->q[(p->qhead + p->qlen) % PUB_QUEUE] = -1;
         p->qlen++;
@@ -1273,7 +1326,24 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "p:n:m:r:t:P:S:U:W:c:L:qh", lopts, NULL)) != -1) {
         switch (c) {
-        case 'p': opt.port = atoi(optarg); break;
+        case 'p': {
+            char *q = optarg, *end;
+            opt.nports = 0;
+            for (;;) {
+                long v = strtol(q, &end, 10);
+                if (end == q || v <= 0 || v > 65535 || opt.nports == MAX_PORTS)
+                    die("-p wants PORT[,PORT...] (at most %d ports)", MAX_PORTS);
+                opt.ports[opt.nports++] = (int)v;
+                if (*end == ',')
+                    q = end + 1;
+                else if (*end)
+                    die("-p wants PORT[,PORT...]");
+                else
+                    break;
+            }
+            opt.port = opt.ports[0];
+            break;
+        }
         case 'n': opt.streams = atoi(optarg); break;
         case 'm': opt.events = atoi(optarg); break;
         case 'r': opt.rate = atof(optarg); break;
@@ -1309,8 +1379,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (opt.port <= 0 || opt.port > 65535)
+    if (opt.nports < 1)
         die("-p PORT is required (1-65535)");
+    if (opt.pub_conns < opt.nports)
+        die("-c %d: at least one publisher connection per port (%d)", opt.pub_conns, opt.nports);
     if (opt.streams < 1 || opt.events < 1 || opt.rate <= 0 || opt.pub_conns < 1 || opt.pub_conns > 64
         || opt.orders < 1 || opt.connect_rate <= 0 || opt.connect_inflight < 1 || opt.idle_s < 0
         || opt.drain_timeout_s <= 0 || opt.connect_timeout_s <= 0)
@@ -1349,18 +1421,19 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
-    server_addr.sin_family = AF_INET;
-    server_addr.sin_port = htons((uint16_t)opt.port);
-    if (inet_pton(AF_INET, opt.host, &server_addr.sin_addr) != 1)
-        die("bad host");
-
-    char reqbuf[1024];
-    int rl2 = snprintf(reqbuf, sizeof reqbuf,
-                       "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
-                       "Cache-Control: no-cache\r\nAccept-Encoding: identity\r\n\r\n",
-                       opt.sub_path, opt.host, opt.port);
-    stream_request = strdup(reqbuf);
-    stream_request_len = (size_t)rl2;
+    for (int h = 0; h < opt.nports; h++) {
+        server_addr[h].sin_family = AF_INET;
+        server_addr[h].sin_port = htons((uint16_t)opt.ports[h]);
+        if (inet_pton(AF_INET, opt.host, &server_addr[h].sin_addr) != 1)
+            die("bad host");
+        char reqbuf[1024];
+        int rl2 = snprintf(reqbuf, sizeof reqbuf,
+                           "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
+                           "Cache-Control: no-cache\r\nAccept-Encoding: identity\r\n\r\n",
+                           opt.sub_path, opt.host, opt.ports[h]);
+        stream_request[h] = strdup(reqbuf);
+        stream_request_len[h] = (size_t)rl2;
+    }
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
@@ -1401,6 +1474,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.pub_conns; i++) {
         pubs[i].kind = K_PUB;
         pubs[i].idx = i;
+        pubs[i].host = i % opt.nports;
         pub_open(&pubs[i]);
     }
     {

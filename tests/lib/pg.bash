@@ -5,6 +5,9 @@
 #   setup_file()    { pg_start; DB=$(pg_new_db orders); }
 #   teardown_file() { pg_stop; }
 #
+# Plain bash scripts source it too (bench/pg.sh, under set -euo pipefail):
+# nothing here needs bats.
+#
 # pg_start initdb's a cluster in a fresh temp dir and starts it on a free
 # port on 127.0.0.1 only, with its unix socket in that dir (never
 # /var/run/postgresql): it needs Debian's postgresql package and nothing the
@@ -114,7 +117,8 @@ _pg_ctl_start() {
 
 # pg_start [NAME=VALUE...]: make and start a new cluster (see the top of
 # this file); each NAME=VALUE is one more postgresql.conf setting (say
-# track_commit_timestamp=on). Fails, with the server's log on stderr, when
+# track_commit_timestamp=on), written after the defaults below and so
+# overriding them (bench/pg.sh sets fsync=on). Fails, with the server's log on stderr, when
 # it cannot.
 pg_start() {
 	local base kv u
