@@ -729,6 +729,14 @@ static void *hub_main(void *arg)
             read_log(hub, now);
             next_poll = now + hub->cfg->poll_ms;
         }
+        /* With no stream the log is not read, but its wake-ups must be
+         * taken, or its readable socket would wake epoll_wait at once for
+         * ever; the window starts over at the next stream (rebase). */
+        if (notified && !hub->streams) {
+            bool changed;
+            if (eventlog_changed(hub->log, &changed) != 0)
+                log_db_error(hub, "the database did not answer");
+        }
         if (polled)
             watch_log(hub);
         /* Started while the database did not answer: no stream is taken
