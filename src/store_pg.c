@@ -31,7 +31,6 @@ enum stmt_id {
     ST_LIST,
     ST_LIST_STATUS,
     ST_INSERT,
-    ST_GET_BY_SEQ,
     ST_UPDATE,
     ST_DELETE,
     ST_EVENTS,
@@ -54,12 +53,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LIST] = "SELECT seq, doc FROM order_documents WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
     [ST_LIST_STATUS] = "SELECT seq, doc FROM order_documents WHERE status = $3 AND seq < $1 "
                        "ORDER BY seq DESC LIMIT $2",
+    /* Each write is a round trip or two less than with a read after it:
+     * the writer's turn lasts as long as its round trips. The row as
+     * returned has what the BEFORE trigger set (id, total, version). */
     [ST_INSERT] = "INSERT INTO orders (customer, items, currency, status, note) "
-                  "VALUES ($1, $2::text::json, $3, $4, $5) RETURNING seq",
-    [ST_GET_BY_SEQ] = "SELECT doc, version, id FROM order_documents WHERE seq = $1",
+                  "VALUES ($1, $2::text::json, $3, $4, $5) "
+                  "RETURNING orders_document(orders), version, id",
     /* As store_sqlite.c's: only a real change touches the row, and moves
-     * version, updated_at and total_cents itself. */
-    [ST_UPDATE] = "UPDATE orders SET customer = coalesce($2, customer), "
+     * version, updated_at and total_cents itself. The order's document is
+     * the changed row's, or the unchanged one's. */
+    [ST_UPDATE] = "WITH changed AS (UPDATE orders SET customer = coalesce($2, customer), "
                   "items = coalesce($3::text::json, items), currency = coalesce($4, currency), "
                   "status = coalesce($5, status), note = coalesce($6, note), "
                   "total_cents = coalesce($7::bigint, total_cents), version = version + 1, "
@@ -68,7 +71,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                   "OR items::text IS DISTINCT FROM coalesce($3::text, items::text) "
                   "OR currency IS DISTINCT FROM coalesce($4, currency) "
                   "OR status IS DISTINCT FROM coalesce($5, status) "
-                  "OR note IS DISTINCT FROM coalesce($6, note))",
+                  "OR note IS DISTINCT FROM coalesce($6, note)) "
+                  "RETURNING orders_document(orders) AS doc, version) "
+                  "SELECT doc, version FROM changed UNION ALL "
+                  "SELECT doc, version FROM order_documents "
+                  "WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM changed)",
     [ST_DELETE] = "DELETE FROM orders WHERE id = $1",
     [ST_EVENTS] = "SELECT '{\"eventId\":' || id || ',\"type\":' || to_json(type)::text "
                   "|| ',\"id\":' || to_json(order_id)::text || ',\"patch\":' || patch::text "
@@ -96,6 +103,7 @@ struct pg_store {
     struct pg_link link;
     long busy_timeout_ms;
     bool in_savepoint;
+    bool release_due;           /* the last savepoint is kept: RELEASE it next */
 };
 
 /* Since when this process's writer has waited for the turn, 0 when it
@@ -207,6 +215,13 @@ static long long int_of(const PGresult *res, int row, int col)
     return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
+/* Reads (doc, version) from the first row of res into doc and out. */
+static void take_doc(const PGresult *res, struct order_doc *doc, struct buf *out)
+{
+    buf_append(out, text_of(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+    doc->version = int_of(res, 0, 1);
+}
+
 static int read_doc_by_id(struct pg_store *s, const char *id, struct order_doc *doc,
                           struct buf *out, struct error *err)
 {
@@ -219,8 +234,7 @@ static int read_doc_by_id(struct pg_store *s, const char *id, struct order_doc *
         return error_set(err, ERR_NOT_FOUND, "no order %s", id);
     }
     snprintf(doc->id, sizeof doc->id, "%s", id);
-    buf_append(out, text_of(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-    doc->version = int_of(res, 0, 1);
+    take_doc(res, doc, out);
     PQclear(res);
     return out_of_memory(out, err);
 }
@@ -309,6 +323,7 @@ static int write_commit(struct store *base, struct error *err)
 {
     struct pg_store *s = pg_of(base);
     assert(in_transaction(s) && !s->in_savepoint);
+    s->release_due = false;
     PGresult *res = PQexec(s->link.conn, "COMMIT");
     /* A COMMIT of a failed transaction answers ROLLBACK. */
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0;
@@ -321,6 +336,7 @@ static void write_rollback(struct store *base)
 {
     struct pg_store *s = pg_of(base);
     s->in_savepoint = false;
+    s->release_due = false;
     if (s->link.conn && PQtransactionStatus(s->link.conn) != PQTRANS_IDLE)
         PQclear(PQexec(s->link.conn, "ROLLBACK"));
 }
@@ -343,10 +359,16 @@ static bool write_open(struct store *base)
     return st == PQTRANS_INTRANS || (st == PQTRANS_INERROR && s->in_savepoint);
 }
 
+/* A kept write's RELEASE goes with the next write's SAVEPOINT, or is left
+ * to the COMMIT, which releases every savepoint: one round trip less per
+ * write in a group. */
 static int savepoint(struct store *base, struct error *err)
 {
     struct pg_store *s = pg_of(base);
-    if (run_sql(s, "SAVEPOINT one_write", err))
+    const char *sql = s->release_due ? "RELEASE one_write; SAVEPOINT one_write"
+                                     : "SAVEPOINT one_write";
+    s->release_due = false;
+    if (run_sql(s, sql, err))
         return -1;
     s->in_savepoint = true;
     return 0;
@@ -355,8 +377,11 @@ static int savepoint(struct store *base, struct error *err)
 static int savepoint_release(struct store *base, struct error *err)
 {
     struct pg_store *s = pg_of(base);
+    (void)err;
+    assert(s->in_savepoint);
     s->in_savepoint = false;
-    return run_sql(s, "RELEASE one_write", err);
+    s->release_due = true;
+    return 0;
 }
 
 static int savepoint_undo(struct store *base, struct error *err)
@@ -422,19 +447,7 @@ static int create(struct store *base, const struct order_input *in, const char *
     PGresult *res = run(s, ST_INSERT, 5, params, err);
     if (!res)
         return -1;
-    char seq[24];
-    snprintf(seq, sizeof seq, "%s", text_of(res, 0, 0));
-    PQclear(res);
-
-    const char *by_seq[] = {seq};
-    if (!(res = run(s, ST_GET_BY_SEQ, 1, by_seq, err)))
-        return -1;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return error_set(err, ERR_INTERNAL, "the new order cannot be read back");
-    }
-    buf_append(out, text_of(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-    doc->version = int_of(res, 0, 1);
+    take_doc(res, doc, out);
     snprintf(doc->id, sizeof doc->id, "%s", text_of(res, 0, 2));
     PQclear(res);
     if (buf_failed(out))
@@ -493,8 +506,14 @@ static int patch(struct store *base, const char *id, const struct order_input *i
     PGresult *res = run(s, ST_UPDATE, 7, params, err);
     if (!res)
         return -1;
+    if (PQntuples(res) != 1) {      /* the row is locked: it cannot have gone */
+        PQclear(res);
+        return error_set(err, ERR_INTERNAL, "the order cannot be read back");
+    }
+    snprintf(doc->id, sizeof doc->id, "%s", id);
+    take_doc(res, doc, out);
     PQclear(res);
-    return read_doc_by_id(s, id, doc, out, err);
+    return out_of_memory(out, err);
 }
 
 static int delete(struct store *base, const char *id, const char *if_match, struct error *err)

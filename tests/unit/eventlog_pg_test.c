@@ -346,7 +346,9 @@ static void test_terminated(struct eventlog *log)
     bool noticed = changed_within(log, 3000, &failures);
     ok(noticed, "once reconnected, eventlog_changed reports a change (after %lld ms)",
        clock_monotonic_ms() - t0);
-    ok(failures >= 1, "the calls while the connection was gone failed (%d)", failures);
+    /* The server answers: the first call finds the connection closed and
+     * makes another at once, rather than failing until the next poll. */
+    is_int(failures, 0, "the call that found the connection closed reconnected at once");
     int fd = eventlog_wake_fd(log, &renewed);
     ok(fd >= 0 && renewed, "the wake descriptor is renewed (fd %d, was %d)", fd, old_fd);
     fd = eventlog_wake_fd(log, &renewed);
