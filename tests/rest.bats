@@ -4,7 +4,9 @@
 # symbolic link to it) or with ORDERS_TEST_SERVER=apache, or behind nginx by
 # the name rest-nginx.bats or with ORDERS_TEST_SERVER=nginx, or behind Apache
 # httpd + mod_proxy_fcgi by the name rest-apache-proxy.bats or with
-# ORDERS_TEST_SERVER=apache-proxy.
+# ORDERS_TEST_SERVER=apache-proxy; behind lighttpd on PostgreSQL (a
+# throwaway cluster, tests/lib/pg.bash) by the name rest-pg.bats or with
+# ORDERS_TEST_BACKEND=postgresql (orders_suite_from_name).
 # The cases live in lib/rest_cases.bash; each @test below is a one-line wrapper.
 # Run from the repository root: bats --tap tests/rest.bats
 
@@ -12,12 +14,7 @@ load 'lib/common'
 load 'lib/rest_cases'
 
 setup_file() {
-	case $BATS_TEST_FILENAME in
-	*-apache.bats) export ORDERS_TEST_SERVER=apache ;;
-	*-nginx.bats) export ORDERS_TEST_SERVER=nginx ;;
-	*-apache-proxy.bats) export ORDERS_TEST_SERVER=apache-proxy ;;
-	*) export ORDERS_TEST_SERVER=${ORDERS_TEST_SERVER:-lighttpd} ;;
-	esac
+	orders_suite_from_name
 	orders_suite_setup
 }
 

@@ -5,6 +5,8 @@
 # clients, a killed responder, the stream limit and ORDERS_STREAM_MAX_S.
 # The cases live in lib/stream.bash; tests/stream-apache.bats runs the core
 # ones behind Apache httpd + mod_fcgid.
+# On PostgreSQL (a throwaway cluster, tests/lib/pg.bash) by the name
+# stream-pg.bats (a symbolic link to it) or with ORDERS_TEST_BACKEND=postgresql.
 # Run from the repository root: bats --tap tests/stream.bats
 # (ORDERS_FCGI points at the responder, default src/orders.fcgi)
 
@@ -13,6 +15,7 @@ load 'lib/stream'
 
 setup_file() {
 	export ORDERS_TEST_SERVER=lighttpd
+	orders_suite_from_name
 	stream_suite_setup
 }
 

@@ -7,6 +7,15 @@
 #   ORDERS_FCGI          the responder binary (default <repo>/src/orders.fcgi)
 #   ORDERS_TEST_SERVER   lighttpd (default), apache (mod_fcgid), apache-proxy
 #                        (mod_proxy_fcgi) or nginx
+#   ORDERS_TEST_BACKEND  sqlite (default) or postgresql. With postgresql the
+#                        suite starts one throwaway cluster (tests/lib/pg.bash,
+#                        orders_backend_setup, once per bats file; stopped by
+#                        orders_backend_teardown), every instance gets a new
+#                        database of its own (ORDERS_DB_URL in instance.env),
+#                        the responder gets ORDERS_DB=<that URL> and
+#                        ORDERS_METRICS_FILE=$ORDERS_TMP/metrics, and db runs
+#                        psql on it. A suite whose file name ends in -pg.bats
+#                        sets it (orders_suite_from_name)
 #   ORDERS_TEST_KEEP=1   keep the suite's temp dir (configs, logs, database)
 #   ORDERS_TEST_USER     unprivileged user for the web server when run as root
 #                        (default www-data, else nobody)
@@ -20,9 +29,11 @@
 #   APACHE_PROXY_REUSE_MAX  apache-proxy's enablereuse max= per httpd process
 #                        (default 2; 2 processes x 2 < ORDERS_THREADS 8)
 #
-# One "instance" = one temp dir with its own SQLite file, web server config and
-# server process. The current instance is described by exported variables:
-#   ORDERS_TMP  ORDERS_DBFILE  ORDERS_PORT  ORDERS_SERVER_PID  API_BASE
+# One "instance" = one temp dir with its own SQLite file (or PostgreSQL
+# database), web server config and server process. The current instance is
+# described by exported variables:
+#   ORDERS_TMP  ORDERS_DBFILE  ORDERS_DB_URL  ORDERS_PORT  ORDERS_SERVER_PID  API_BASE
+# (ORDERS_DB_URL is empty on SQLite; orders_db prints what ORDERS_DB is)
 # and is also written to $ORDERS_TMP/instance.env, so a suite with two
 # servers switches between them with instance_use DIR.
 
@@ -35,7 +46,8 @@ ORDERS_REPO_ROOT=$(cd "$ORDERS_TESTS_LIB/../.." && pwd)
 export ORDERS_TESTS_LIB ORDERS_REPO_ROOT
 : "${ORDERS_FCGI:=$ORDERS_REPO_ROOT/src/orders.fcgi}"
 : "${ORDERS_TEST_SERVER:=lighttpd}"
-export ORDERS_FCGI ORDERS_TEST_SERVER
+: "${ORDERS_TEST_BACKEND:=sqlite}"
+export ORDERS_FCGI ORDERS_TEST_SERVER ORDERS_TEST_BACKEND
 
 LIGHTTPD_BIN=${LIGHTTPD_BIN:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
 APACHE_BIN=${APACHE_BIN:-$(command -v apache2 || echo /usr/sbin/apache2)}
@@ -48,6 +60,60 @@ on_apache() { [[ $ORDERS_TEST_SERVER == apache ]]; }
 on_lighttpd() { [[ $ORDERS_TEST_SERVER == lighttpd ]]; }
 on_nginx() { [[ $ORDERS_TEST_SERVER == nginx ]]; }
 on_apache_proxy() { [[ $ORDERS_TEST_SERVER == apache-proxy ]]; }
+on_postgresql() { [[ $ORDERS_TEST_BACKEND == postgresql ]]; }
+on_sqlite() { ! on_postgresql; }
+
+# orders_suite_from_name: the front end and the backend from the suite's file
+# name (from setup_file): NAME-apache.bats, NAME-nginx.bats and
+# NAME-apache-proxy.bats run behind that server, NAME-pg.bats behind lighttpd
+# on PostgreSQL; any other name keeps ORDERS_TEST_SERVER (default lighttpd)
+# and ORDERS_TEST_BACKEND (default sqlite).
+orders_suite_from_name() {
+	case $BATS_TEST_FILENAME in
+	*-apache.bats) export ORDERS_TEST_SERVER=apache ;;
+	*-nginx.bats) export ORDERS_TEST_SERVER=nginx ;;
+	*-apache-proxy.bats) export ORDERS_TEST_SERVER=apache-proxy ;;
+	*-pg.bats) export ORDERS_TEST_SERVER=lighttpd ORDERS_TEST_BACKEND=postgresql ;;
+	*) export ORDERS_TEST_SERVER=${ORDERS_TEST_SERVER:-lighttpd} ;;
+	esac
+}
+
+# orders_backend_setup: with PostgreSQL, start this suite's cluster (once;
+# from setup_file); nothing on SQLite.
+orders_backend_setup() {
+	on_postgresql || return 0
+	[[ -z ${PG_TMP_DIR:-} ]] || return 0
+	# shellcheck disable=SC1091
+	source "$ORDERS_TESTS_LIB/pg.bash"
+	pg_start
+}
+
+# orders_backend_teardown: stop the suite's cluster (from teardown_file).
+orders_backend_teardown() {
+	on_postgresql || return 0
+	[[ -n ${PG_TMP_DIR:-} ]] || return 0
+	# shellcheck disable=SC1091
+	declare -F pg_stop >/dev/null || source "$ORDERS_TESTS_LIB/pg.bash"
+	pg_stop
+}
+
+# orders_db: what ORDERS_DB is for the current instance (its PostgreSQL URL,
+# else its SQLite file).
+orders_db() {
+	if on_postgresql; then
+		printf '%s\n' "$ORDERS_DB_URL"
+	else
+		printf '%s\n' "$ORDERS_DBFILE"
+	fi
+}
+
+# orders_backend_env: the responder's VAR=VALUE lines that name its store
+# (and, on PostgreSQL, its metrics file, which would otherwise be one per
+# host in $TMPDIR).
+orders_backend_env() {
+	printf 'ORDERS_DB=%s\n' "$(orders_db)"
+	on_sqlite || printf 'ORDERS_METRICS_FILE=%s\n' "$ORDERS_TMP/metrics"
+}
 
 # The responder binary, as an absolute path; fails the caller if missing.
 orders_binary() {
@@ -127,10 +193,20 @@ instance_new() {
 	mkdir -p "$ORDERS_TMP/htdocs" "$ORDERS_TMP/uploads" "$ORDERS_TMP/apache-run" \
 		"$ORDERS_TMP/fcgid" "$ORDERS_TMP/curl" "$ORDERS_TMP/nginx"
 	ORDERS_DBFILE=$ORDERS_TMP/orders.db
+	ORDERS_DB_URL=
+	if on_postgresql; then
+		[[ -n ${PGPORT:-} ]] || orders_backend_setup || return 1
+		# shellcheck disable=SC1091
+		declare -F pg_new_db >/dev/null || source "$ORDERS_TESTS_LIB/pg.bash"
+		# a database of its own: orders_<the temp dir's suffix>_<n>
+		local name=${ORDERS_TMP##*.}
+		name=orders_${name,,}_$((++ORDERS_DB_SERIAL))_$RANDOM
+		ORDERS_DB_URL=$(pg_new_db "$name") || return 1
+	fi
 	ORDERS_PORT=
 	ORDERS_SERVER_PID=
 	API_BASE=
-	export ORDERS_TMP ORDERS_DBFILE ORDERS_PORT ORDERS_SERVER_PID API_BASE
+	export ORDERS_TMP ORDERS_DBFILE ORDERS_DB_URL ORDERS_PORT ORDERS_SERVER_PID API_BASE
 	instance_save
 }
 
@@ -138,6 +214,7 @@ instance_save() {
 	{
 		printf 'ORDERS_TMP=%q\n' "$ORDERS_TMP"
 		printf 'ORDERS_DBFILE=%q\n' "$ORDERS_DBFILE"
+		printf 'ORDERS_DB_URL=%q\n' "${ORDERS_DB_URL:-}"
 		printf 'ORDERS_PORT=%q\n' "$ORDERS_PORT"
 		printf 'ORDERS_SERVER_PID=%q\n' "$ORDERS_SERVER_PID"
 		printf 'ORDERS_SERVER_KIND=%q\n' "${ORDERS_SERVER_KIND:-$ORDERS_TEST_SERVER}"
@@ -149,7 +226,7 @@ instance_save() {
 instance_use() {
 	# shellcheck disable=SC1091
 	source "$1/instance.env"
-	export ORDERS_TMP ORDERS_DBFILE ORDERS_PORT ORDERS_SERVER_PID ORDERS_SERVER_KIND API_BASE
+	export ORDERS_TMP ORDERS_DBFILE ORDERS_DB_URL ORDERS_PORT ORDERS_SERVER_PID ORDERS_SERVER_KIND API_BASE
 }
 
 # Give the temp dir to the unprivileged user (no-op unless root).
@@ -166,7 +243,7 @@ migrate_db() {
 	local bin
 	bin=$(server_binary) || return 1
 	instance_chown
-	if ! as_run_user env ORDERS_DB="$ORDERS_DBFILE" "$@" "$bin" --migrate </dev/null >"$ORDERS_TMP/migrate.log" 2>&1; then
+	if ! as_run_user env "ORDERS_DB=$(orders_db)" "$@" "$bin" --migrate </dev/null >"$ORDERS_TMP/migrate.log" 2>&1; then
 		echo "orders.fcgi --migrate failed:" >&2
 		cat "$ORDERS_TMP/migrate.log" >&2
 		return 1
@@ -178,8 +255,8 @@ migrate_db() {
 
 # Default responder environment; server_start VAR=VALUE arguments add to / override it.
 orders_default_env() {
+	orders_backend_env
 	printf '%s\n' \
-		"ORDERS_DB=$ORDERS_DBFILE" \
 		"ORDERS_POLL_MS=50" \
 		"ORDERS_PING_S=15" \
 		"ORDERS_THREADS=8"
@@ -574,17 +651,22 @@ $hits" >&2
 
 # Standard suite life cycle: one instance, database migrated, server started.
 orders_suite_setup() {
+	orders_backend_setup
 	instance_new
 	migrate_db "$@"
 	server_start "$@"
 }
 
 orders_suite_teardown() {
-	[[ -n ${ORDERS_TMP:-} ]] || return 0
-	# a test may have restarted the server: take the PID it saved
-	[[ -f $ORDERS_TMP/instance.env ]] && instance_use "$ORDERS_TMP"
-	server_stop
-	instance_remove
+	local rc=0
+	if [[ -n ${ORDERS_TMP:-} ]]; then
+		# a test may have restarted the server: take the PID it saved
+		[[ -f $ORDERS_TMP/instance.env ]] && instance_use "$ORDERS_TMP"
+		server_stop
+		instance_remove || rc=$?
+	fi
+	orders_backend_teardown
+	return "$rc"
 }
 
 # Per-test setup: take the instance state saved last (a previous test may have
@@ -731,8 +813,24 @@ jfc() { jq -c "$1" <<<"$BODY"; }
 
 # ---------------------------------------------------------------- DB
 
-# db SQL...: sqlite3 on the current instance's database.
+# db SQL...: sqlite3 on the current instance's database; on PostgreSQL psql
+# (as pg_sql: -X -At, ON_ERROR_STOP; each SQL one -c, SQL from stdin when
+# there is none). sqlite3's -separator S becomes psql's -F S (both print
+# '|' between columns by default).
 db() {
+	if on_postgresql; then
+		local -a args=()
+		while (($#)); do
+			case $1 in
+			-separator) args+=(-F "$2"); shift 2 ;;
+			-*) args+=("$1"); shift ;;
+			*) args+=(-c "$1"); shift ;;
+			esac
+		done
+		[[ " ${args[*]} " == *" -c "* ]] || args+=(-f -)
+		"${PG_BINDIR:-$(pg_bindir)}/psql" -X -q -v ON_ERROR_STOP=1 -At -d "$ORDERS_DB_URL" "${args[@]}"
+		return
+	fi
 	sqlite3 -batch -bail -cmd '.timeout 10000' "$ORDERS_DBFILE" "$@"
 }
 
@@ -743,7 +841,19 @@ db() {
 # differ). Counts and sums would miss a stored idempotency key, a field
 # changed without a new version, or an event rewritten in place. One sqlite3
 # process and one read transaction: the three tables are seen at one moment.
+# On PostgreSQL the same with md5 of each row's text form (a record's text
+# quotes '' and leaves NULL empty), in one statement, so one snapshot.
 db_state() {
+	if on_postgresql; then
+		db "SELECT 'orders ' || (SELECT count(*) FROM orders) || ' ' ||
+		           (SELECT md5(coalesce(string_agg(md5(t::text), ',' ORDER BY t.seq), '')) FROM orders t) ||
+		           '; events ' || (SELECT count(*) FROM events) || ' ' ||
+		           (SELECT md5(coalesce(string_agg(md5(t::text), ',' ORDER BY t.id), '')) FROM events t) ||
+		           '; idempotency_keys ' || (SELECT count(*) FROM idempotency_keys) || ' ' ||
+		           (SELECT md5(coalesce(string_agg(md5(t::text), ',' ORDER BY t.key), ''))
+		              FROM idempotency_keys t)"
+		return
+	fi
 	db "SELECT 'orders ' || (SELECT count(*) FROM orders) || ' ' ||
 	           lower(hex(sha3_query('SELECT * FROM orders ORDER BY seq', 256))) ||
 	           '; events ' || (SELECT count(*) FROM events) || ' ' ||

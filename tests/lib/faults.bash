@@ -98,6 +98,11 @@ faults_wait_health() {
 	fail "/health did not answer 200 within ${1:-20} s (last $st)"
 }
 
+# faults_sqlite_only WHY: skip this case on PostgreSQL, saying why.
+faults_sqlite_only() {
+	on_sqlite || skip "$1"
+}
+
 # ---------------------------------------------------------------- the lock holder
 
 # faults_lock_start [SQL...]: another process (python's sqlite3) takes
@@ -182,7 +187,7 @@ faults_check() {
 	for a in "$@"; do
 		if [[ $a == --* ]]; then logs+=("$a"); else logs+=(--log "$a"); fi
 	done
-	out=$(python3 "$FAULTS_TOOLS" check --db "$ORDERS_DBFILE" "${logs[@]}" 2>&1) || rc=$?
+	out=$(python3 "$FAULTS_TOOLS" check --db "$(orders_db)" "${logs[@]}" 2>&1) || rc=$?
 	((rc == 0)) || fail "database check failed (rc $rc):
 $(jq . <<<"$out" 2>/dev/null || echo "$out")"
 	FAULTS_CHECK=$out
@@ -200,6 +205,7 @@ proc_fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 # keep their connection (pings go on) and, once the lock is released, get the
 # change the lock holder committed and everything after it.
 fcase_db_locked() {
+	faults_sqlite_only "SQLite-only: another process holds BEGIN EXCLUSIVE on the database file (on PostgreSQL writers wait on row locks: see the deadlock case)"
 	faults_instance ORDERS_BUSY_TIMEOUT_MS=1000
 	local a b d h v0 t0 ms ra n
 	create_order "$(order_json 'Locked A')"
@@ -330,6 +336,7 @@ fjson_note() {
 # half written; reads and open streams go on; later small writes either fit
 # or fail the same clean way.
 fcase_disk_full() {
+	faults_sqlite_only "SQLite-only: ORDERS_MAX_PAGES (max_page_count) fills the file (on PostgreSQL: the disk_full trigger case)"
 	faults_instance_unstarted
 	local pc max d i st big n201=0 key first507 ids=() ra
 	pc=$(db 'PRAGMA page_count')
@@ -606,6 +613,7 @@ $lines"
 # One refusal: directly, under spawn-fcgi and under the web server.
 fcase_startup_refusal() {
 	local kind=$1 f
+	faults_sqlite_only "SQLite-only: a bad database file ($kind) given as ORDERS_DB (on PostgreSQL: the start while the server is down case)"
 	faults_instance_unstarted
 	f=$(faults_bad_db "$kind" "$ORDERS_TMP") || fail "cannot prepare the $kind database"
 	faults_refusal_direct "$kind" "$f"
@@ -707,6 +715,7 @@ fcase_crash_sigkill_lighttpd() {
 # all five requests are inside one. mod_fcgid starts about one process a
 # second, so there the writes wait up to 15 s for the lock instead of 4 s.
 fcase_graceful_stop() {
+	faults_sqlite_only "SQLite-only: the writes are held in flight by another process's BEGIN EXCLUSIVE on the file (python's sqlite3)"
 	local bt=4000
 	on_apache && bt=15000
 	faults_instance ORDERS_BUSY_TIMEOUT_MS=$bt
@@ -963,6 +972,7 @@ faults_checkpoint() {
 # once the page is back, /health answers 200 with the same head, without a
 # restart, and writes go on.
 fcase_health_db_unavailable() {
+	faults_sqlite_only "SQLite-only: a page of the database file is overwritten (on PostgreSQL: the server stopped mid-run case)"
 	faults_instance
 	local a h root psize saved pid="" i ra
 	create_order "$(order_json 'Health A')"
@@ -1053,6 +1063,7 @@ faults_take_copy() {
 # started with its event, and its events are exactly the live ones up to its
 # last. Both commands must finish within 30 s under the load.
 fcase_online_backup() {
+	faults_sqlite_only "SQLite-only: sqlite3's .backup and VACUUM INTO of the live file"
 	faults_instance ORDERS_BUSY_TIMEOUT_MS=5000
 	local log=$BATS_TEST_TMPDIR/load.jsonl dir=$ORDERS_TMP t1 t2 ms1 ms2 c1 c2
 	faults_load_start "$log" backup 3
@@ -1075,4 +1086,267 @@ fcase_online_backup() {
 	echo "# .backup: $ms1 ms, $(jq -c '{acked_before, max_event_id}' <<<"$c1"), journal_mode $(sqlite3 "$dir/copy-backup.db" 'PRAGMA journal_mode')" >&3
 	echo "# VACUUM INTO: $ms2 ms, $(jq -c '{acked_before, max_event_id}' <<<"$c2"), journal_mode $(sqlite3 "$dir/copy-vacuum.db" 'PRAGMA journal_mode')" >&3
 	echo "# live: $(db_head) events, $(db 'PRAGMA page_count') pages; load: $(faults_kinds "$log")" >&3
+}
+
+# ---------------------------------------------------------------- 9. PostgreSQL
+# Run by tests/faults-pg.bats only (the suite's cluster of tests/lib/pg.bash):
+# the server stopped mid-run and started again, the responder started while
+# it is down, a deadlock between the service and a psql session, and a full
+# disk (SQLSTATE 53100) raised by a test-only trigger.
+
+# faults_pg_lines TEXT: how many lines with TEXT the responders wrote (every
+# file their stderr reaches).
+faults_pg_lines() {
+	local -a files
+	mapfile -t files < <(responder_stderr_files)
+	((${#files[@]})) || { echo 0; return 0; }
+	cat "${files[@]}" 2>/dev/null | grep -c -F -- "$1" || true
+}
+
+# faults_pg_log: the responders' lines about PostgreSQL, for messages.
+faults_pg_log() {
+	local -a files
+	mapfile -t files < <(responder_stderr_files)
+	((${#files[@]})) || return 0
+	grep -h -F PostgreSQL "${files[@]}" 2>/dev/null || true
+}
+
+# faults_pg_ensure_up: the suite's cluster runs again (after a case that
+# stopped it failed half way); from teardown.
+faults_pg_ensure_up() {
+	on_postgresql || return 0
+	[[ -n ${PG_DATA_DIR:-} && -d $PG_DATA_DIR ]] || return 0
+	if ! "$PG_BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" -t 2 2>/dev/null; then
+		pg_restart
+	fi
+}
+
+# faults_pg_503 METHOD PATH [JSON]: the request gets 503 unavailable with
+# Retry-After: 1 and the JSON error.
+faults_pg_503() {
+	if (($# > 2)); then api_json "$1" "$2" "$3"; else api "$1" "$2"; fi
+	assert_error 503 unavailable
+	assert_hdr Retry-After 1
+}
+
+# faults_pg_wait_get STATUS SECONDS PATH: until GET PATH answers STATUS
+# (at most SECONDS); WAITED_MS is how long that took.
+faults_pg_wait_get() {
+	local want=$1 t0 deadline
+	t0=$(now_ms)
+	deadline=$((t0 + $2 * 1000))
+	while :; do
+		api GET "$3"
+		[[ $STATUS == "$want" ]] && break
+		(($(now_ms) < deadline)) || fail "GET $3 did not answer $want within $2 s: $(_resp)"
+		sleep 0.1
+	done
+	WAITED_MS=$(($(now_ms) - t0))
+}
+
+# The server stops mid-run (pg_kill: immediate, as a crash; the data stays):
+# reads, writes and /health get 503 unavailable with Retry-After: 1 and the
+# JSON error, the responder logs one "does not answer" line for the outage
+# however many requests meet it; once the server is started again
+# (pg_restart) requests succeed within a few seconds, the log says "answers
+# again", and a stream opened before the outage stays open and receives the
+# events written after it, with no gap.
+fcase_pg_server_stopped() {
+	faults_instance
+	local a h d i t0 ms last
+	create_order "$(order_json 'Before The Outage')"
+	a=$OID
+	h=$(db_head)
+	d=$(stream_dir)
+	sse_open across /api/v1/stream/events -H "Last-Event-ID: $h"
+	sse_wait_connected across
+	[[ $(faults_pg_lines 'PostgreSQL does not answer') == 0 ]] || fail "an outage logged before the outage"
+	pg_kill
+	t0=$(now_ms)
+	for i in 1 2 3; do
+		faults_pg_503 GET "/api/v1/orders/$a"
+		faults_pg_503 GET /api/v1/orders
+		faults_pg_503 POST /api/v1/orders "$(order_json "During The Outage $i")"
+		faults_pg_503 PATCH "/api/v1/orders/$a" "{\"note\":\"during the outage $i\"}"
+		faults_pg_503 GET /api/v1/health
+		faults_pg_503 GET "/api/v1/events?after=0"
+		sleep 0.7
+	done
+	# the open stream is still open (pings go on)
+	child_running "$(sse_pid across)" || fail "the stream ended during the outage: $(tail -c 300 "$(sse_body across)")"
+	[[ $(faults_pg_lines 'PostgreSQL does not answer') == 1 ]] ||
+		fail "expected one 'does not answer' line for the outage, have $(faults_pg_lines 'PostgreSQL does not answer'): $(faults_pg_log)"
+	[[ $(faults_pg_lines 'PostgreSQL answers again') == 0 ]] || fail "'answers again' logged while the server is down"
+	pg_restart
+	faults_pg_wait_get 200 10 "/api/v1/orders/$a"
+	ms=$WAITED_MS
+	echo "# outage $(($(now_ms) - t0)) ms; GET answers 200 $ms ms after the restart" >&3
+	assert_jq .version 1
+	api GET /api/v1/health
+	assert_status 200
+	assert_jq '.backend + " " + .database' '"postgresql reachable"'
+	note_change "$a" 'after the outage'
+	create_order "$(order_json 'After The Outage')"
+	last=$(db_head)
+	[[ $(faults_pg_lines 'PostgreSQL answers again') -ge 1 ]] || fail "no 'answers again' line after the restart"
+	[[ $(faults_pg_lines 'PostgreSQL does not answer') == 1 ]] ||
+		fail "more than one 'does not answer' line for one outage: $(faults_pg_log)"
+	# nothing written during the outage, the stream goes on with no gap
+	[[ $(db "SELECT count(*) FROM orders WHERE customer LIKE 'During The Outage%'") == 0 ]] ||
+		fail "a write refused with 503 is in the database"
+	sse_wait_id across "$last" 5
+	sse_close across
+	{
+		sse_retry_text
+		sse_connected_text "$h"
+		sse_db_text "id > $h AND id <= $last"
+	} >"$d/across.expected"
+	sse_strip_pings across "$d/across.got" 0
+	assert_same_file "$d/across.expected" "$d/across.got" "stream open across the restart of PostgreSQL"
+}
+
+# The responder starts while the server is down (its database is new: not
+# migrated yet): /health and the API answer 503 unavailable with
+# Retry-After: 1; once the server is started the schema is migrated and
+# everything works.
+fcase_pg_start_while_down() {
+	[[ -n $STREAM_HOME_TMP ]] || STREAM_HOME_TMP=${ORDERS_TMP:-}
+	instance_new
+	STREAM_AUX_DIRS+=("$ORDERS_TMP")
+	instance_chown
+	[[ $(db "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()
+	          AND table_name = 'orders'") == 0 ]] || fail "the new database has a schema already"
+	pg_kill
+	faults_launch_server "${STREAM_SUITE_ENV[@]}"
+	bg_track "$ORDERS_SERVER_PID"
+	local deadline=$(($(now_ms) + 15000)) i
+	while :; do
+		api GET /api/v1/health
+		[[ $STATUS == 503 ]] && break
+		(($(now_ms) < deadline)) || fail "/health did not answer 503 while PostgreSQL is down: $(_resp)"
+		sleep 0.1
+	done
+	for i in 1 2; do
+		faults_pg_503 GET /api/v1/health
+		faults_pg_503 GET /api/v1/orders
+		faults_pg_503 POST /api/v1/orders "$(order_json 'While Down')"
+		sleep 0.5
+	done
+	pg_restart
+	faults_pg_wait_get 200 10 /api/v1/health
+	echo "# /health 200 $WAITED_MS ms after PostgreSQL started" >&3
+	assert_jq '.backend + " " + .database' '"postgresql reachable"'
+	[[ $(db "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()
+	          AND table_name IN ('orders', 'events', 'idempotency_keys', 'event_log_state')") == 4 ]] ||
+		fail "the schema was not migrated once PostgreSQL answered"
+	create_order "$(order_json 'After The Start')"
+	[[ $(db "SELECT count(*) FROM orders WHERE customer = 'While Down'") == 0 ]] || fail "a refused write is there"
+	[[ $(db "SELECT count(*) FROM events WHERE order_id = '$OID' AND type = 'order.created'") == 1 ]] ||
+		fail "no order.created event for $OID"
+}
+
+# A deadlock: a psql session locks order A (SELECT ... FOR UPDATE); the
+# service's PATCH of A takes the event counter (event_log_state) and waits
+# for A; then the session updates order B, whose trigger needs the counter.
+# PostgreSQL aborts one side after deadlock_timeout: the PATCH still ends
+# 200 (the service retries 40P01), and the session's change is there, or
+# is made again by the test when its side was the one aborted.
+fcase_pg_deadlock() {
+	faults_instance
+	local a b d rc=0 waits deadline dl0 dl1 out
+	create_order "$(order_json 'Deadlock A')"
+	a=$OID
+	create_order "$(order_json 'Deadlock B')"
+	b=$OID
+	d=$BATS_TEST_TMPDIR
+	dl0=$(grep -c 'deadlock detected' "$PG_TMP_DIR/server.log" || true)
+	"$PG_BINDIR/psql" -X -At -d "$ORDERS_DB_URL" >"$d/session.out" 2>&1 3>&- <<EOF_SQL &
+BEGIN;
+SELECT id FROM orders WHERE id = '$a' FOR UPDATE;
+\! touch '$d/session.locked'
+\! n=0; while [ ! -e '$d/session.go' ] && [ \$n -lt 300 ]; do sleep 0.05; n=\$((n + 1)); done
+UPDATE orders SET note = 'from the psql session' WHERE id = '$b';
+COMMIT;
+EOF_SQL
+	local spid=$!
+	bg_track "$spid"
+	deadline=$(($(now_ms) + 10000))
+	until [[ -e $d/session.locked ]]; do
+		(($(now_ms) < deadline)) || fail "the psql session did not lock $a: $(cat "$d/session.out")"
+		sleep 0.05
+	done
+	# the PATCH, in the background
+	curl -sS --max-time 30 -o "$d/patch.body" -w '%{http_code}' -X PATCH -H 'Content-Type: application/json' \
+		--data-binary '{"note":"from the service"}' "$API_BASE/api/v1/orders/$a" >"$d/patch.status" 2>"$d/patch.err" 3>&- &
+	local cpid=$!
+	bg_track "$cpid"
+	# until it waits for the lock on A
+	deadline=$(($(now_ms) + 10000))
+	while :; do
+		waits=$(db "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		             AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'")
+		((waits >= 1)) && break
+		(($(now_ms) < deadline)) || fail "the service's PATCH never waited for the row lock of $a"
+		sleep 0.05
+	done
+	touch "$d/session.go"
+	wait_child_gone "$spid" 20 || fail "the psql session did not end within 20 s"
+	wait "$spid" || true
+	wait_child_gone "$cpid" 30 || fail "the PATCH did not end within 30 s"
+	wait "$cpid" || rc=$?
+	((rc == 0)) || fail "curl failed ($rc): $(cat "$d/patch.err")"
+	dl1=$(grep -c 'deadlock detected' "$PG_TMP_DIR/server.log" || true)
+	((dl1 > dl0)) || fail "PostgreSQL detected no deadlock (server.log): the case did not build one; session: $(cat "$d/session.out")"
+	[[ $(cat "$d/patch.status") == 200 ]] || fail "the PATCH of $a ended $(cat "$d/patch.status"): $(cat "$d/patch.body")"
+	BODY=$(cat "$d/patch.body")
+	assert_jq .note '"from the service"'
+	assert_jq .version 2
+	out=$(cat "$d/session.out")
+	if [[ $(db "SELECT note FROM orders WHERE id = '$b'") != 'from the psql session' ]]; then
+		[[ $out == *deadlock* ]] || fail "the session's change is missing, and it was not the deadlock's victim: $out"
+		echo "# the psql session was the deadlock's victim; its change made again" >&3
+		db "UPDATE orders SET note = 'from the psql session' WHERE id = '$b'"
+	else
+		echo "# the service was the deadlock's victim and retried" >&3
+	fi
+	# each change once, with its event
+	[[ $(db "SELECT count(*) FROM events WHERE order_id = '$a' AND type = 'order.updated'") == 1 ]] ||
+		fail "order $a: $(db "SELECT count(*) FROM events WHERE order_id = '$a' AND type = 'order.updated'") order.updated events, expected 1"
+	[[ $(db "SELECT count(*) FROM events WHERE order_id = '$b' AND type = 'order.updated'") == 1 ]] ||
+		fail "order $b: $(db "SELECT count(*) FROM events WHERE order_id = '$b' AND type = 'order.updated'") order.updated events, expected 1"
+	api GET "/api/v1/orders/$b"
+	assert_jq '.note + " " + (.version|tostring)' '"from the psql session 2"'
+}
+
+# A full disk (SQLSTATE 53100) raised by a test-only trigger on orders:
+# POST and PATCH answer 507 insufficient_storage and change nothing; reads
+# go on; once the trigger is dropped, writes work.
+fcase_pg_disk_full() {
+	faults_instance
+	local a
+	create_order "$(order_json 'Disk Full A')"
+	a=$OID
+	db "CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	    BEGIN RAISE EXCEPTION 'could not extend file: No space left on device (test)' USING ERRCODE = 'disk_full'; END \$\$" \
+		"CREATE TRIGGER test_disk_full BEFORE INSERT OR UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION test_disk_full()"
+	snap
+	api_json POST /api/v1/orders "$(order_json 'Disk Full B')" -H 'Idempotency-Key: disk-full-1'
+	assert_error 507 insufficient_storage
+	assert_unchanged
+	api_json PATCH "/api/v1/orders/$a" '{"note":"no room"}'
+	assert_error 507 insufficient_storage
+	assert_unchanged
+	api_json PATCH "/api/v1/orders/$a" '{"status":"paid"}' -H "If-Match: \"1\""
+	assert_error 507 insufficient_storage
+	assert_unchanged
+	api GET "/api/v1/orders/$a"
+	assert_status 200
+	api GET /api/v1/health
+	assert_status 200
+	db 'DROP TRIGGER test_disk_full ON orders' 'DROP FUNCTION test_disk_full()'
+	api_json POST /api/v1/orders "$(order_json 'Disk Full B')" -H 'Idempotency-Key: disk-full-1'
+	assert_status 201
+	api_json PATCH "/api/v1/orders/$a" '{"note":"room again"}'
+	assert_status 200
+	assert_jq .version 2
 }

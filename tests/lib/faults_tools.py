@@ -24,11 +24,13 @@ tests/faults-apache.bats), python3 stdlib only. Every loop is bounded in time.
       connection failed before a status line), "truncated" (a status line but
       the body cut short). Runs until --stop exists or --max-seconds.
 
-  faults_tools.py check --db PATH [--log FILE]...
-      Checks the database against itself and against the load logs:
+  faults_tools.py check --db PATH|URL [--log FILE]...
+      Checks the database (a SQLite file or a postgresql:// URL, read with
+      psql: tests/lib/pgrows.py) against itself and against the load logs:
       integrity_check; every order's version equals the number of its events,
       and the versions in its events are exactly 1..version; one order.created
-      per order; sqlite_sequence at or above the largest id of events and
+      per order; sqlite_sequence (on PostgreSQL: event_log_state.head and
+      the orders.seq identity) at or above the largest id of events and
       orders; every 2xx of a log is in the database with its event (the
       created order, the PATCH's note and version); nothing a responder error
       refused is there at all (with --strict-errors: nothing that got the web
@@ -56,6 +58,8 @@ import sys
 import threading
 import time
 import urllib.parse
+
+import pgrows
 
 
 def epoch_ms():
@@ -213,21 +217,35 @@ def cmd_check(args):
         if len(fails) < 40:
             fails.append(msg)
 
-    db = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(args.db), uri=True, timeout=10)
-    db.execute("PRAGMA busy_timeout = 10000")
-    ic = db.execute("PRAGMA integrity_check").fetchall()
-    if ic != [("ok",)]:
-        fail("integrity_check: %r" % ic[:5])
+    if pgrows.is_url(args.db):
+        db = pgrows.connect(args.db)
+        orders = {r[0]: {"version": r[1], "customer": r[2], "note": r[3], "seq": r[4]}
+                  for r in db.execute("SELECT id, version, customer, note, seq FROM orders")}
+        events = db.execute(
+            "SELECT id, type, order_id, patch::text FROM events ORDER BY id").fetchall()
+        pruned = db.execute("SELECT pruned_through FROM event_log_state").fetchone()[0]
+        seqs = {"events": db.execute("SELECT head FROM event_log_state").fetchone()[0],
+                "orders": db.execute(
+                    "SELECT coalesce(pg_sequence_last_value("
+                    "pg_get_serial_sequence('orders', 'seq')::regclass), 0)").fetchone()[0]}
+        max_event = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        max_seq = db.execute("SELECT coalesce(max(seq), 0) FROM orders").fetchone()[0]
+    else:
+        db = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(args.db), uri=True, timeout=10)
+        db.execute("PRAGMA busy_timeout = 10000")
+        ic = db.execute("PRAGMA integrity_check").fetchall()
+        if ic != [("ok",)]:
+            fail("integrity_check: %r" % ic[:5])
 
-    orders = {r[0]: {"version": r[1], "customer": r[2], "note": r[3], "seq": r[4]}
-              for r in db.execute("SELECT id, version, customer, note, seq FROM orders")}
-    events = db.execute(
-        "SELECT id, type, order_id, patch FROM events ORDER BY id").fetchall()
-    pruned = db.execute("SELECT pruned_through FROM event_log_state").fetchone()[0]
-    seqs = dict(db.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
-    max_event = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-    max_seq = db.execute("SELECT coalesce(max(seq), 0) FROM orders").fetchone()[0]
-    db.close()
+        orders = {r[0]: {"version": r[1], "customer": r[2], "note": r[3], "seq": r[4]}
+                  for r in db.execute("SELECT id, version, customer, note, seq FROM orders")}
+        events = db.execute(
+            "SELECT id, type, order_id, patch FROM events ORDER BY id").fetchall()
+        pruned = db.execute("SELECT pruned_through FROM event_log_state").fetchone()[0]
+        seqs = dict(db.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        max_event = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        max_seq = db.execute("SELECT coalesce(max(seq), 0) FROM orders").fetchone()[0]
+        db.close()
 
     if seqs.get("events", 0) < max_event:
         fail("sqlite_sequence for events %s below the largest event id %d"

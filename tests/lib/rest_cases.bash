@@ -874,8 +874,7 @@ case_list_bad_parameters() {
 		cursor=garbage 'cursor=%27%20OR%201%3D1%20--' 'cursor=!!!!' cursor=AAAAAAAAAAAAAAAAAAAA; do
 		soft refused 400 invalid_parameter "" GET "/api/v1/orders?$q"
 	done
-	[[ $(db "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('orders','events')") == 2 ]] ||
-		fail "tables are gone"
+	[[ $(db_orders_tables) == 2 ]] || fail "tables are gone"
 	api GET '/api/v1/orders?limit=1'
 	assert_status 200
 	assert_jq '.data|length' 1
@@ -915,7 +914,11 @@ case_events_after_and_limit() {
 	api GET "/api/v1/events?after=$((head - 3))&limit=2"
 	assert_status 200
 	ids=$(jf '[.data[].eventId]|map(tostring)|join(",")')
-	want=$(db "SELECT group_concat(id) FROM (SELECT id FROM events WHERE id > $((head - 3)) ORDER BY id LIMIT 2)")
+	if on_postgresql; then
+		want=$(db "SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM events WHERE id > $((head - 3)) ORDER BY id LIMIT 2) e")
+	else
+		want=$(db "SELECT group_concat(id) FROM (SELECT id FROM events WHERE id > $((head - 3)) ORDER BY id LIMIT 2)")
+	fi
 	[[ $ids == "$want" ]] || fail "after/limit: got [$ids], want [$want]"
 	assert_jq .lastEventId "$head"
 	api GET "/api/v1/events?after=$head"
@@ -940,8 +943,15 @@ case_events_match_db() {
 	assert_jq '[.data[]|.id]|unique' "[\"$id\"]"
 	local api_rows db_rows
 	api_rows=$(jq -c '[.data[]|[.eventId,.type,.id,(.patch|tojson|fromjson),.ts]]' <<<"$BODY")
-	db_rows=$(db -json "SELECT id, type, order_id, patch, ts FROM events WHERE id > $head ORDER BY id" |
-		jq -c '[.[]|[.id,.type,.order_id,(.patch|fromjson),.ts]]')
+	if on_postgresql; then
+		# the rows as JSON text, patch as the text stored
+		db_rows=$(db "SELECT coalesce(json_agg(json_build_object('id', id, 'type', type, 'order_id', order_id,
+		                      'patch', patch::text, 'ts', ts) ORDER BY id), '[]') FROM events WHERE id > $head" |
+			jq -c '[.[]|[.id,.type,.order_id,(.patch|fromjson),.ts]]')
+	else
+		db_rows=$(db -json "SELECT id, type, order_id, patch, ts FROM events WHERE id > $head ORDER BY id" |
+			jq -c '[.[]|[.id,.type,.order_id,(.patch|fromjson),.ts]]')
+	fi
 	[[ $(jq -cS . <<<"$api_rows") == "$(jq -cS . <<<"$db_rows")" ]] || fail "GET /events differs from the events table
 api: $api_rows
 db:  $db_rows"
@@ -1084,6 +1094,10 @@ case_concurrent_writes() {
 }
 
 case_events_id_autoincrement() {
+	if on_postgresql; then
+		_events_id_counter_pg
+		return
+	fi
 	# ids are never reused: events.id is INTEGER PRIMARY KEY AUTOINCREMENT (SPEC.md section 3)
 	[[ $(db "SELECT count(*) FROM sqlite_sequence WHERE name='events'") == 1 ]] ||
 		fail "events.id is not AUTOINCREMENT (ids could be reused)"
@@ -1094,6 +1108,37 @@ case_events_id_autoincrement() {
 	for c in id customer items total_cents currency status note created_at updated_at version; do
 		[[ ,$output, == *",$c,"* ]] || fail "orders has no column $c ($output)"
 	done
+}
+
+# The same on PostgreSQL: events.id is not a sequence but the counter
+# event_log_state.head (ids in commit order, sql/pg/001_schema.sql), which is
+# never below the largest id, so that ids are not reused; the columns are
+# the SQLite schema's.
+_events_id_counter_pg() {
+	local head max
+	head=$(db 'SELECT head FROM event_log_state')
+	max=$(db 'SELECT coalesce(max(id), 0) FROM events')
+	((head >= max)) || fail "event_log_state.head $head below the largest event id $max (ids could be reused)"
+	[[ $(db 'SELECT count(*) FROM event_log_state') == 1 ]] || fail "event_log_state must have exactly one row"
+	run db "SELECT column_name FROM information_schema.columns
+	         WHERE table_schema = current_schema() AND table_name = 'events' ORDER BY ordinal_position"
+	assert_output --partial $'id\ntype\norder_id\npatch\nts'
+	run db "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns
+	         WHERE table_schema = current_schema() AND table_name = 'orders'"
+	local c
+	for c in id customer items total_cents currency status note created_at updated_at version; do
+		[[ ,$output, == *",$c,"* ]] || fail "orders has no column $c ($output)"
+	done
+}
+
+# db_orders_tables: how many of the tables orders and events exist (2).
+db_orders_tables() {
+	if on_postgresql; then
+		db "SELECT count(*) FROM information_schema.tables
+		     WHERE table_schema = current_schema() AND table_name IN ('orders','events')"
+	else
+		db "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('orders','events')"
+	fi
 }
 
 # ---------------------------------------------------------------- bad-input battery
@@ -1365,8 +1410,7 @@ case_sql_metacharacters_everywhere() {
 		soft refused 400 invalid_parameter "" GET "$p"
 	done
 	post_refused 422 validation_failed currency "$(order_json "x'); DROP TABLE orders;--" "\"currency\":\"');\"")"
-	[[ $(db "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('orders','events')") == 2 ]] ||
-		fail "tables are gone"
+	[[ $(db_orders_tables) == 2 ]] || fail "tables are gone"
 	soft_done
 }
 
@@ -1399,7 +1443,9 @@ case_final_health() {
 	api GET /api/v1/health
 	assert_status 200
 	assert_json_eq "{\"status\":\"ok\",\"lastEventId\":$(db_head),\"streams\":0,\"backend\":\"${ORDERS_TEST_BACKEND:-sqlite}\",\"database\":\"reachable\"}"
-	[[ $(db "SELECT count(*) FROM orders WHERE id NOT GLOB 'ord_[0-9][0-9][0-9][0-9][0-9]*'") == 0 ]] ||
+	local shape="id NOT GLOB 'ord_[0-9][0-9][0-9][0-9][0-9]*'"
+	on_sqlite || shape="id !~ '^ord_[0-9]{5}'"
+	[[ $(db "SELECT count(*) FROM orders WHERE $shape") == 0 ]] ||
 		fail "ids without the ord_NNNNN shape in the table"
 }
 

@@ -12,7 +12,7 @@ every data line must be what lib/sse_oracle.py makes of its row.
 Prints one JSON summary line; exit status 0 when every check passed, 1 when
 one failed (the reasons are in the summary's "failures"), 2 on bad usage.
 
-  sse_nogap.py --base http://127.0.0.1:PORT --db PATH [--writers 4]
+  sse_nogap.py --base http://127.0.0.1:PORT --db PATH|URL [--writers 4]
                [--patches 500] [--clients 50] [--pause-ms 10] [--deadline 90]
                [--stale-every N] [--seed N]
 
@@ -27,6 +27,8 @@ import json
 import random
 import socket
 import sqlite3
+
+import pgrows
 import sys
 import threading
 import time
@@ -308,7 +310,12 @@ def main():
     shared = Shared()
     stats = {}
 
-    db = sqlite3.connect(args.db, timeout=30)
+    if pgrows.is_url(args.db):
+        db = pgrows.connect(args.db)
+        patch_col = "patch::text"
+    else:
+        db = sqlite3.connect(args.db, timeout=30)
+        patch_col = "patch"
     head0 = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
     orders = [create_order(host, port, prefix, "Nogap writer %d" % i) for i in range(args.writers)]
@@ -355,7 +362,8 @@ def main():
     final = shared.final_head
     rows = {}
     for eid, etype, order_id, patch, ts in db.execute(
-            "SELECT id, type, order_id, patch, ts FROM events WHERE id <= ? ORDER BY id", (final,)):
+            "SELECT id, type, order_id, %s, ts FROM events WHERE id <= ? ORDER BY id" % patch_col,
+            (final,)):
         rows[eid] = (etype, event_data(etype, order_id, patch, ts))
     all_ids = sorted(rows)
     pruned = db.execute("SELECT pruned_through FROM event_log_state").fetchone()[0]

@@ -4,6 +4,7 @@ events table, independently of the service (which frames them with SQLite's
 json_object()): the oracle of the stream suites.
 
   sse_oracle.py DB WHERE     prints the text of the rows matching WHERE, oldest first
+                             (DB: a SQLite file or a postgresql:// URL)
 
 Imported, event_data(type, order_id, patch, ts) is one event's data line.
 """
@@ -11,6 +12,8 @@ Imported, event_data(type, order_id, patch, ts) is one event's data line.
 import json
 import sqlite3
 import sys
+
+import pgrows
 
 
 class Obj(list):
@@ -61,11 +64,17 @@ def event_data(etype, order_id, patch, ts):
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: sse_oracle.py DB WHERE")
-    db = sqlite3.connect(sys.argv[1], timeout=10)
+    if pgrows.is_url(sys.argv[1]):
+        db = pgrows.connect(sys.argv[1])
+        patch_col = "patch::text"
+    else:
+        db = sqlite3.connect(sys.argv[1], timeout=10)
+        patch_col = "patch"
     out = []
     try:
         for eid, etype, order_id, patch, ts in db.execute(
-                "SELECT id, type, order_id, patch, ts FROM events WHERE %s ORDER BY id" % sys.argv[2]):
+                "SELECT id, type, order_id, %s, ts FROM events WHERE %s ORDER BY id"
+                % (patch_col, sys.argv[2])):
             out.append("id: %d\nevent: %s\ndata: %s\n\n" % (eid, etype, event_data(etype, order_id, patch, ts)))
     except Unwritable as e:
         sys.exit("sse_oracle: %s" % e)
