@@ -30,6 +30,7 @@ struct pg_eventlog {
     struct eventlog base;
     struct pg_link link;
     bool fd_renewed;            /* a new connection, not yet told by wake_fd */
+    struct buf data;            /* one event's data, made compact */
     bool read_failed;           /* since el_changed() last answered */
     long long seen_head;        /* the head as the last check read it */
     long long head_checked_ms;
@@ -57,6 +58,7 @@ static void el_close(struct eventlog *base)
 {
     struct pg_eventlog *log = pg_of(base);
     pg_link_close(&log->link);
+    buf_free(&log->data);
     free(log);
 }
 
@@ -204,15 +206,23 @@ static int el_read(struct eventlog *base, long long after, long long upto, int l
         return -1;
     int n = PQntuples(res);
     for (int i = 0; i < n; i++) {
+        buf_reset(&log->data);
+        pg_append_compact_json(&log->data, PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3));
+        if (buf_failed(&log->data)) {
+            n = -1;
+            break;
+        }
         struct event ev = {
             .id = strtoll(PQgetvalue(res, i, 0), NULL, 10),
             .type = PQgetvalue(res, i, 1),
             .order_id = PQgetvalue(res, i, 2),
-            .data = PQgetvalue(res, i, 3),
+            .data = buf_str(&log->data),
         };
         fn(arg, &ev);
     }
     PQclear(res);
+    if (n < 0)
+        log->read_failed = true;
     return n;
 }
 

@@ -166,6 +166,28 @@ int pg_error(struct pg_link *link, const PGresult *res, struct error *err)
     return error_set(err, ERR_INTERNAL, "internal database error");
 }
 
+void pg_append_compact_json(struct buf *out, const char *json, size_t len)
+{
+    size_t from = 0;        /* the start of the run not yet appended */
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = json[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;        /* the escaped character, whatever it is */
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            buf_append(out, json + from, i - from);
+            from = i + 1;
+        }
+    }
+    if (from < len)
+        buf_append(out, json + from, len - from);
+}
+
 /* Runs sql, which returns no rows or ignores them. Returns 0, or -1 with
  * the server's message in err. */
 static int exec_ok(PGconn *conn, const char *sql, char *err, size_t errlen)

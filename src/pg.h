@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "buf.h"
 #include "config.h"
 #include "error.h"
 
@@ -49,6 +50,11 @@ bool pg_link_lost(const struct pg_link *link);
  * runs again; anything else (a constraint refused, as with SQLite) 500,
  * logged. */
 int pg_error(struct pg_link *link, const PGresult *res, struct error *err);
+
+/* Appends JSON text to out without the whitespace between its tokens. A
+ * json column keeps its text as written, spaces and line breaks included
+ * (a patch written by hand with psql); the API's JSON is compact. */
+void pg_append_compact_json(struct buf *out, const char *json, size_t len);
 
 /* Applies the migrations of sql/pg/ the database lacks, under an advisory
  * lock so that hosts starting at once migrate once. At start (at_start), a

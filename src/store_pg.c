@@ -574,7 +574,7 @@ static int events(struct store *base, long long after, int limit, struct buf *ou
     for (int i = 0; i < PQntuples(res); i++) {
         if (i)
             buf_puts(out, ",");
-        buf_append(out, text_of(res, i, 0), (size_t)PQgetlength(res, i, 0));
+        pg_append_compact_json(out, text_of(res, i, 0), (size_t)PQgetlength(res, i, 0));
     }
     PQclear(res);
     /* Read after the rows, so the head is never behind the last one shown. */
