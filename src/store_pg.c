@@ -282,7 +282,11 @@ static int list(struct store *base, const char *status, long long after_seq, int
 
 /* Opens the transaction and takes the writers' turn: the lock on
  * event_log_state's row, waited for until the deadline at most. The three
- * statements go in one round trip. */
+ * statements go in one round trip. The lock is taken by an UPDATE that
+ * changes nothing rather than by SELECT ... FOR UPDATE: the events of the
+ * writes, each in a savepoint (a subtransaction), update the row after it,
+ * and a row locked by one transaction id and updated by another needs a
+ * MultiXact, which PostgreSQL then has to look up at every update. */
 static int write_begin(struct store *base, long long deadline_ms, struct error *err)
 {
     struct pg_store *s = pg_of(base);
@@ -293,17 +297,17 @@ static int write_begin(struct store *base, long long deadline_ms, struct error *
         return error_set(err, ERR_UNAVAILABLE, "the database is busy, try again");
     char sql[160];
     snprintf(sql, sizeof sql, "BEGIN; SET LOCAL lock_timeout = %lld; "
-             "SELECT head FROM event_log_state FOR UPDATE", left);
+             "UPDATE event_log_state SET head = head", left);
     atomic_store(&turn_wait_since_ms, now);
     PGresult *res = PQexec(s->link.conn, sql);
     /* The connection may have been closed by the server while idle. */
-    if (PQresultStatus(res) != PGRES_TUPLES_OK && pg_link_lost(&s->link)) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && pg_link_lost(&s->link)) {
         PQclear(res);
         pg_link_close(&s->link);
         res = ready(s, err) ? NULL : PQexec(s->link.conn, sql);
     }
     atomic_store(&turn_wait_since_ms, 0);
-    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok && res)
         pg_error(&s->link, res, err);
     PQclear(res);

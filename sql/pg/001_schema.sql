@@ -101,15 +101,21 @@ $$;
 -- json_extract sum does. Non-numbers count as missing rather than failing
 -- the cast, and a value that is not an array gives 0, so that the CHECK on
 -- items (not a cast error) is what refuses it.
+-- In PL/pgSQL, not SQL: a SQL function with a subquery is not inlined, and
+-- is parsed and planned again at every call from a trigger, where PL/pgSQL
+-- keeps its plan for the session.
 CREATE FUNCTION orders_items_total(items json) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN json_typeof(items) = 'array' THEN
-        (SELECT coalesce(sum(CASE WHEN json_typeof(e -> 'qty') = 'number'
-                                   AND json_typeof(e -> 'unitPriceCents') = 'number'
-                              THEN (e ->> 'qty')::numeric * (e ->> 'unitPriceCents')::numeric
-                              END), 0)::bigint
-           FROM json_array_elements(items) AS e)
-    ELSE 0 END
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF json_typeof(items) IS DISTINCT FROM 'array' THEN
+        RETURN 0;
+    END IF;
+    RETURN (SELECT coalesce(sum(CASE WHEN json_typeof(e -> 'qty') = 'number'
+                                      AND json_typeof(e -> 'unitPriceCents') = 'number'
+                                 THEN (e ->> 'qty')::numeric * (e ->> 'unitPriceCents')::numeric
+                                 END), 0)::bigint
+              FROM json_array_elements(items) AS e);
+END
 $$;
 
 -- The API's JSON form of an order, shared by the REST responses (through
@@ -177,7 +183,8 @@ CREATE TRIGGER orders_created AFTER INSERT ON orders
 
 -- A change to a field a client may change. The service's own UPDATE moves
 -- version and updated_at in the same statement; a writer that did not
--- (psql by hand) has them moved here. total_cents always follows items.
+-- (psql by hand) has them moved here. total_cents always follows items: it
+-- is computed again when either changes (a hand-set total is put back).
 -- An UPDATE that changes none of the five fields moves nothing.
 CREATE FUNCTION orders_before_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -191,7 +198,10 @@ BEGIN
         NEW.version := OLD.version + 1;
         NEW.updated_at := orders_now_text();
     END IF;
-    NEW.total_cents := orders_items_total(NEW.items);
+    IF OLD.items::text IS DISTINCT FROM NEW.items::text
+       OR OLD.total_cents IS DISTINCT FROM NEW.total_cents THEN
+        NEW.total_cents := orders_items_total(NEW.items);
+    END IF;
     RETURN NEW;
 END
 $$;
