@@ -48,3 +48,4 @@ teardown() {
 @test "pg faults: responder started while PostgreSQL is down: 503 (health too), then migrated and normal once it answers" { fcase_pg_start_while_down; }
 @test "pg faults: deadlock with a psql session: the PATCH ends 200 (retried), the session's change is kept" { fcase_pg_deadlock; }
 @test "pg faults: disk full (SQLSTATE 53100 from a trigger): POST and PATCH 507 insufficient_storage, nothing changed, then writes work" { fcase_pg_disk_full; }
+@test "pg faults: a constraint the database refuses a write with: 500 internal_error, nothing changed, logged; the write works once it is gone" { fcase_constraint_refused; }

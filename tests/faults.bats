@@ -40,3 +40,4 @@ teardown() {
 @test "faults: 25 SIGTERMs under write load: every stop is prompt (no thread left running into the 4.5 s deadline)" { fcase_repeated_stop_under_load; }
 @test "faults: /health answers 503 unavailable + Retry-After while the database does not answer (a damaged page), 200 again once it does" { fcase_health_db_unavailable; }
 @test "faults: online backup under write load (sqlite3 .backup and VACUUM INTO): each copy whole, same schema, every write acknowledged before it with its event, events a prefix of the live log" { fcase_online_backup; }
+@test "faults: a constraint the database refuses a write with: 500 internal_error, nothing changed, logged; the write works once it is gone" { fcase_constraint_refused; }

@@ -1350,3 +1350,42 @@ fcase_pg_disk_full() {
 	assert_status 200
 	assert_jq .version 2
 }
+
+# A constraint the database refuses a write with (a test-only trigger:
+# RAISE(ABORT) on SQLite, SQLSTATE 23514 check_violation on PostgreSQL)
+# gives the same answer on both backends: 500 internal_error, nothing
+# changed, the database's message in the responder's log and not in the
+# answer; once the trigger is gone, the same write works.
+fcase_constraint_refused() {
+	faults_instance
+	local a
+	create_order "$(order_json 'Constraint A')"
+	a=$OID
+	if on_postgresql; then
+		db "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS \$\$
+		    BEGIN RAISE EXCEPTION 'refused by a test trigger' USING ERRCODE = 'check_violation'; END \$\$" \
+			"CREATE TRIGGER test_refuse BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION test_refuse()"
+	else
+		db "CREATE TRIGGER test_refuse BEFORE UPDATE ON orders BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+	fi
+	snap
+	api_json PATCH "/api/v1/orders/$a" '{"note":"refused"}'
+	assert_error 500 internal_error
+	[[ $BODY != *"test trigger"* ]] || fail "the database's message reached the client: $BODY"
+	assert_unchanged
+	api GET "/api/v1/orders/$a"
+	assert_status 200
+	assert_jq .version 1
+	if on_postgresql; then
+		db 'DROP TRIGGER test_refuse ON orders' 'DROP FUNCTION test_refuse()'
+	else
+		db 'DROP TRIGGER test_refuse'
+	fi
+	api_json PATCH "/api/v1/orders/$a" '{"note":"accepted"}'
+	assert_status 200
+	assert_jq .version 2
+	local -a logs
+	mapfile -t logs < <(responder_stderr_files)
+	grep -q 'refused by a test trigger' "${logs[@]}" ||
+		fail "the responder did not log the database's message"
+}
