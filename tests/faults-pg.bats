@@ -49,3 +49,4 @@ teardown() {
 @test "pg faults: deadlock with a psql session: the PATCH ends 200 (retried), the session's change is kept" { fcase_pg_deadlock; }
 @test "pg faults: disk full (SQLSTATE 53100 from a trigger): POST and PATCH 507 insufficient_storage, nothing changed, then writes work" { fcase_pg_disk_full; }
 @test "pg faults: a constraint the database refuses a write with: 500 internal_error, nothing changed, logged; the write works once it is gone" { fcase_constraint_refused; }
+@test "pg faults: libpq's PG* variables fill in what ORDERS_DB leaves out; the URI's own values win" { fcase_pg_environment; }

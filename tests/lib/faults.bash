@@ -1389,3 +1389,27 @@ fcase_constraint_refused() {
 	grep -q 'refused by a test trigger' "${logs[@]}" ||
 		fail "the responder did not log the database's message"
 }
+
+# libpq's PG* variables fill in what the URI leaves out: with
+# ORDERS_DB=postgresql:// alone, PGHOST, PGPORT, PGUSER and PGDATABASE say
+# where, and the responder migrates that database; a URI's own values win
+# over them.
+fcase_pg_environment() {
+	local bin url name=pg_env_$$
+	bin=$(orders_binary) || return 1
+	url=$(pg_new_db "$name") || fail "cannot create database $name"
+	run env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
+		PGHOST=127.0.0.1 PGPORT="$PGPORT" PGUSER="$PGUSER" PGDATABASE="$name" \
+		ORDERS_DB=postgresql:// "$bin" --migrate </dev/null
+	((status == 0)) || fail "--migrate with ORDERS_DB=postgresql:// and PG* set failed ($status): $output"
+	[[ $(pg_sql "$url" 'SELECT count(*) FROM orders_schema_version') -ge 1 ]] ||
+		fail "the database PGDATABASE names was not migrated"
+	# the URI names the port: a wrong PGPORT does not matter
+	run env PGPORT=1 ORDERS_DB="$url" "$bin" --migrate </dev/null
+	((status == 0)) || fail "the URI's port did not win over PGPORT ($status): $output"
+	# and PGPORT alone, wrong, is used when the URI leaves the port out
+	run env -u PGHOST PGHOST=127.0.0.1 PGPORT=1 PGUSER="$PGUSER" \
+		ORDERS_DB="postgresql:///$name" "$bin" --migrate </dev/null
+	((status == 1)) || fail "a wrong PGPORT was not used ($status): $output"
+	[[ $output == *"cannot connect to ORDERS_DB"* ]] || fail "no clear line: $output"
+}
