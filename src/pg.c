@@ -52,12 +52,16 @@ static void ignore_notice(void *arg, const char *message)
 }
 
 /* The connection settings: the URI's own, after these defaults, and then
- * what the service depends on (its JSON is UTF-8). */
+ * what the service depends on (its JSON is UTF-8). The keepalives find a
+ * server whose host vanished without a word (a partition, a power cut)
+ * within about 25 s, where TCP alone would wait for minutes with a worker
+ * thread held. */
 static PGconn *connect_to(const struct config *cfg)
 {
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname",
+    const char *const keys[] = {"connect_timeout", "application_name", "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "dbname",
                                 "client_encoding", NULL};
-    const char *const values[] = {"5", "orders", cfg->db_path, "UTF8", NULL};
+    const char *const values[] = {"5", "orders", "10", "5", "3", cfg->db_path, "UTF8", NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 1);
     if (conn && PQstatus(conn) == CONNECTION_OK)
         PQsetNoticeProcessor(conn, ignore_notice, NULL);
