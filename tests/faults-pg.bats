@@ -50,3 +50,4 @@ teardown() {
 @test "pg faults: disk full (SQLSTATE 53100 from a trigger): POST and PATCH 507 insufficient_storage, nothing changed, then writes work" { fcase_pg_disk_full; }
 @test "pg faults: a constraint the database refuses a write with: 500 internal_error, nothing changed, logged; the write works once it is gone" { fcase_constraint_refused; }
 @test "pg faults: libpq's PG* variables fill in what ORDERS_DB leaves out; the URI's own values win" { fcase_pg_environment; }
+@test "pg faults: a database with a newer schema stops the responder at start with one line, and is left as it is" { fcase_pg_newer_schema; }

@@ -1413,3 +1413,24 @@ fcase_pg_environment() {
 	((status == 1)) || fail "a wrong PGPORT was not used ($status): $output"
 	[[ $output == *"cannot connect to ORDERS_DB"* ]] || fail "no clear line: $output"
 }
+
+# A database whose schema is newer than the responder's (a newer release
+# migrated it) stops the responder at start with one line, as on SQLite:
+# --migrate and a plain start both exit 1 and change nothing.
+fcase_pg_newer_schema() {
+	local bin url name=pg_newer_$$ before
+	bin=$(orders_binary) || return 1
+	url=$(pg_new_db "$name") || fail "cannot create database $name"
+	run env ORDERS_DB="$url" "$bin" --migrate </dev/null
+	((status == 0)) || fail "the first --migrate failed ($status): $output"
+	pg_sql "$url" "INSERT INTO orders_schema_version (version, name) VALUES (99, '099_future.sql')"
+	before=$(pg_sql "$url" 'SELECT string_agg(version::text, $$,$$ ORDER BY version) FROM orders_schema_version')
+	for args in --migrate ''; do
+		run env ORDERS_DB="$url" "$bin" $args </dev/null
+		((status == 1)) || fail "orders.fcgi $args: exit $status, not 1: $output"
+		[[ ${#lines[@]} == 1 && $output == *"schema version 99, newer than this responder's"* ]] ||
+			fail "orders.fcgi $args: not the one line about the newer schema: $output"
+	done
+	[[ $(pg_sql "$url" 'SELECT string_agg(version::text, $$,$$ ORDER BY version) FROM orders_schema_version') == "$before" ]] ||
+		fail "the version table changed"
+}
