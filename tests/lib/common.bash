@@ -140,26 +140,9 @@ server_binary() {
 	printf '%s\n' "$b"
 }
 
-# A TCP port on 127.0.0.1 that nobody listens on right now.
-free_port() {
-	local p
-	if command -v python3 >/dev/null 2>&1 &&
-		p=$(python3 -c 'import socket
-s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null) &&
-		[[ $p =~ ^[0-9]+$ ]]; then
-		printf '%s\n' "$p"
-		return 0
-	fi
-	local i
-	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			printf '%s\n' "$p"
-			return 0
-		fi
-	done
-	return 1
-}
+# free_port: a TCP port on 127.0.0.1 that nobody listens on right now.
+# shellcheck source=tests/lib/ports.bash
+source "$ORDERS_TESTS_LIB/ports.bash"
 
 # The unprivileged user the web server (and its responders) run as when we are root.
 orders_run_user() {

@@ -78,25 +78,8 @@ _pg_as() {
 	fi
 }
 
-# A TCP port on 127.0.0.1 that nobody listens on right now (as common.bash's free_port).
-_pg_free_port() {
-	local p
-	if command -v python3 >/dev/null 2>&1 &&
-		p=$(python3 -c 'import socket
-s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null) &&
-		[[ $p =~ ^[0-9]+$ ]]; then
-		printf '%s\n' "$p"
-		return 0
-	fi
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			printf '%s\n' "$p"
-			return 0
-		fi
-	done
-	return 1
-}
+# shellcheck source=tests/lib/ports.bash
+source "$(dirname "${BASH_SOURCE[0]}")/ports.bash"
 
 _pg_log_tail() {
 	[[ -f $PG_TMP_DIR/server.log ]] || return 0
@@ -164,7 +147,7 @@ pg_start() {
 	unset PGHOSTADDR PGSERVICE PGDATABASE PGPASSWORD
 	export PGHOST=127.0.0.1
 	for _ in 1 2 3; do
-		PGPORT=$(_pg_free_port) || { echo "no free port" >&2; return 1; }
+		PGPORT=$(free_port) || { echo "no free port" >&2; return 1; }
 		export PGPORT
 		echo "port = $PGPORT" >>"$PG_DATA_DIR/postgresql.conf"
 		_pg_ctl_start && return 0
