@@ -74,8 +74,6 @@ struct hub {
     struct eventlog *log;
     int epfd;
     int wakefd;                 /* eventfd: adoptions queued or a commit made */
-    int log_fd;                 /* the log's wake-up descriptor in epfd, or -1; its
-                                 * epoll data is &log_fd */
     pthread_t thread;
     pthread_mutex_t lock;       /* guards adoptions */
     struct adoption *adoptions;
@@ -667,24 +665,18 @@ static void end_all(struct hub *hub, long long now)
 }
 
 /* Keeps the log's wake-up descriptor (PostgreSQL's LISTEN connection) in
- * the epoll set. A lost connection's socket is closed, which takes it out
- * of the set by itself: it is never removed here, since its number may
- * already belong to a stream's socket. A new connection's socket, whatever
- * its number, is added. */
+ * the epoll set, with &hub->log as its epoll data. A lost connection's
+ * socket is closed, which takes it out of the set by itself: it is never
+ * removed here, since its number may already belong to a stream's socket.
+ * A new connection's socket, whatever its number, is added. */
 static void watch_log(struct hub *hub)
 {
     bool renewed = false;
     int fd = eventlog_wake_fd(hub->log, &renewed);
-    if (!renewed) {
-        if (fd < 0)
-            hub->log_fd = -1;
+    if (!renewed || fd < 0)
         return;
-    }
-    hub->log_fd = -1;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &hub->log_fd};
-    if (fd >= 0 && epoll_ctl(hub->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
-        hub->log_fd = fd;
-    else if (fd >= 0)
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &hub->log};
+    if (epoll_ctl(hub->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
         log_hub_error(hub, "cannot watch the event log's connection");
 }
 
@@ -708,7 +700,7 @@ static void *hub_main(void *arg)
                 woken = true;
                 continue;
             }
-            if (events[i].data.ptr == &hub->log_fd) {
+            if (events[i].data.ptr == &hub->log) {
                 notified = true;
                 continue;
             }
@@ -783,7 +775,6 @@ struct hub *hub_start(const struct config *cfg, struct metrics *metrics, char *e
     hub->metrics = metrics;
     hub->epfd = -1;
     hub->wakefd = -1;
-    hub->log_fd = -1;
     hub->rand_state = (unsigned)getpid() ^ (unsigned)clock_monotonic_ms();
     long long head, pruned_through;
     bool changed;
