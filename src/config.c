@@ -94,12 +94,12 @@ static bool is_postgresql_uri(const char *db)
     return strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0;
 }
 
-/* The counters every process of one host shares (metrics.h): beside a
- * SQLite file, since its processes are those that share that file; for
- * PostgreSQL, whose processes may be on several hosts, a file per user on
- * this host (under systemd's PrivateTmp, per service). Returns a string
- * to free, or NULL when out of memory. */
-static char *default_metrics_path(enum backend backend, const char *db)
+/* ORDERS_METRICS_FILE, where every process of one host shares its counters
+ * (metrics.h), or its default: beside a SQLite file, since its processes
+ * are those that share that file; for PostgreSQL, whose processes may be on
+ * several hosts, a file per user on this host (under systemd's PrivateTmp,
+ * per service). Returns a string to free, or NULL when out of memory. */
+static char *metrics_path(enum backend backend, const char *db)
 {
     const char *set = getenv("ORDERS_METRICS_FILE");
     if (set && *set)
@@ -174,7 +174,7 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     }
 
     cfg->db_path = strdup(db);
-    cfg->metrics_path = default_metrics_path(cfg->backend, db);
+    cfg->metrics_path = metrics_path(cfg->backend, db);
     cfg->tokens_file = (tokens && *tokens) ? dup_or_null(tokens) : NULL;
 
     const char *cors = getenv("ORDERS_CORS_ORIGINS");

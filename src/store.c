@@ -5,7 +5,8 @@
 
 #include "store_backend.h"
 
-static const struct store_ops *ops_for(const struct config *cfg)
+/* The backend's table, or NULL with err set. */
+static const struct store_ops *ops_for(const struct config *cfg, char *err, size_t errlen)
 {
     switch (cfg->backend) {
     case BACKEND_SQLITE:
@@ -17,27 +18,20 @@ static const struct store_ops *ops_for(const struct config *cfg)
         break;      /* config_load() refuses the URI */
 #endif
     }
+    snprintf(err, errlen, "this orders.fcgi was built without the backend ORDERS_DB names");
     return NULL;
 }
 
 int store_migrate(const struct config *cfg, bool at_start, char *err, size_t errlen)
 {
-    const struct store_ops *ops = ops_for(cfg);
-    if (!ops) {
-        snprintf(err, errlen, "this orders.fcgi was built without the backend ORDERS_DB names");
-        return -1;
-    }
-    return ops->migrate(cfg, at_start, err, errlen);
+    const struct store_ops *ops = ops_for(cfg, err, errlen);
+    return ops ? ops->migrate(cfg, at_start, err, errlen) : -1;
 }
 
 struct store *store_open(const struct config *cfg, char *err, size_t errlen)
 {
-    const struct store_ops *ops = ops_for(cfg);
-    if (!ops) {
-        snprintf(err, errlen, "this orders.fcgi was built without the backend ORDERS_DB names");
-        return NULL;
-    }
-    return ops->open(cfg, err, errlen);
+    const struct store_ops *ops = ops_for(cfg, err, errlen);
+    return ops ? ops->open(cfg, err, errlen) : NULL;
 }
 
 void store_close(struct store *s)
