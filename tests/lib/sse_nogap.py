@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.parse
 
-from sse_oracle import event_data   # beside this file: the data line made from the raw row
+from sse_oracle import block_fields, event_data   # beside this file: the stream as SPEC writes it
 
 
 def now():
@@ -167,16 +167,9 @@ class Client:
 
     def dispatch(self, block):
         """Handles one complete block (without its blank line)."""
-        fields = {}
-        for line in block.split(b"\n"):
-            if not line or line.startswith(b":"):
-                continue
-            name, sep, value = line.partition(b":")
-            if value.startswith(b" "):
-                value = value[1:]
-            if name in fields:
-                self.problem("repeated field %r in block %r" % (name, block[:200]))
-            fields[name] = value
+        fields, repeated = block_fields(block)
+        for name in repeated:
+            self.problem("repeated field %r in block %r" % (name, block[:200]))
         ev = fields.get(b"event", b"message").decode()
         if b"retry" in fields:
             return

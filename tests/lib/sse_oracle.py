@@ -6,7 +6,8 @@ json_object()): the oracle of the stream suites.
   sse_oracle.py DB WHERE     prints the text of the rows matching WHERE, oldest first
                              (DB: a SQLite file or a postgresql:// URL)
 
-Imported, event_data(type, order_id, patch, ts) is one event's data line.
+Imported, event_data(type, order_id, patch, ts) is one event's data line,
+and block_fields(block) the fields of one block a client received.
 """
 
 import json
@@ -59,6 +60,24 @@ def event_data(etype, order_id, patch, ts):
     except ValueError:
         p = patch
     return _enc(Obj([("type", etype), ("id", order_id), ("patch", p), ("ts", ts)]))
+
+
+def block_fields(block):
+    """The fields of one block of the stream (bytes, without its blank
+    line) as an EventSource reads them: comments skipped, one space after
+    the colon dropped. Returns (fields, repeated): the last value of each
+    field name, and the names written more than once."""
+    fields, repeated = {}, []
+    for line in block.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name in fields:
+            repeated.append(name)
+        fields[name] = value
+    return fields, repeated
 
 
 def main():

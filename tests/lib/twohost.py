@@ -57,6 +57,8 @@ import threading
 import time
 import urllib.parse
 
+from sse_oracle import block_fields   # beside this file
+
 
 def now():
     return time.monotonic()
@@ -187,14 +189,7 @@ class Client:
         return ("GET %s HTTP/1.0\r\n%s\r\n" % (path, headers)).encode()
 
     def dispatch(self, block):
-        fields = {}
-        for line in block.split(b"\n"):
-            if not line or line.startswith(b":"):
-                continue
-            name, _, value = line.partition(b":")
-            if value.startswith(b" "):
-                value = value[1:]
-            fields[name] = value
+        fields, _ = block_fields(block)
         if b"retry" in fields and b"data" not in fields:
             return
         ev = fields.get(b"event", b"message").decode()
